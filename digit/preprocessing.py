@@ -1,0 +1,211 @@
+"""Turn any image a user can make into a 28x28 digit the way MNIST was made.
+
+MNIST digits were cropped to their ink, scaled so the longer side is 20 px (keeping the
+aspect ratio, anti-aliased), and placed in a 28x28 field with their centre of mass at the
+centre. Doing exactly that to a drawing is what makes the model recognise it.
+
+    >>> x = preprocess(canvas_rgba)   # (28, 28) float32 in [0, 1], or None if blank
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from digit.config import DIGIT_BOX, IMAGE_SIZE
+
+MAX_PIXELS = 100_000_000  # arrays larger than this are refused, not processed
+WORK_SIZE = 192  # larger images are first shrunk to this longer side: same result, much faster
+INK_THRESHOLD = 0.2  # intensity (after background removal) that counts as ink
+NOISE_FLOOR = 0.08  # fainter than this is background noise (paper texture, JPEG ringing)
+MIN_EXTENT = 0.08  # a digit spans at least this fraction of the image's longer side
+DOT_EXTENT = 0.25  # ... and a blob smaller than this that is mostly filled is a dot, not a digit
+DOT_FILL = 0.6
+
+
+class ImageError(ValueError):
+    """An array that cannot be read as an image."""
+
+
+@dataclass(frozen=True)
+class Steps:
+    """The intermediate images of preprocessing, for showing a user what the model sees."""
+
+    grayscale: np.ndarray  # white ink on black, [0, 1], working size
+    cropped: np.ndarray | None  # the ink's bounding box
+    scaled: np.ndarray | None  # longer side 20 px
+    result: np.ndarray | None  # 28x28, centred by centre of mass; None when blank
+
+
+def preprocess(image: np.ndarray) -> np.ndarray | None:
+    """A (28, 28) float32 image in [0, 1], white ink on black; None for a blank image."""
+    return preprocess_steps(image).result
+
+
+def preprocess_steps(image: np.ndarray) -> Steps:
+    """Run preprocessing and keep every intermediate image."""
+    gray = ink_intensity(image)
+    box = ink_bounding_box(gray)
+    if box is None:
+        return Steps(gray, None, None, None)
+    top, bottom, left, right = box
+    cropped = gray[top:bottom, left:right]
+    scaled = fit_in_box(cropped, DIGIT_BOX)
+    return Steps(gray, cropped, scaled, centre_by_mass(scaled, IMAGE_SIZE))
+
+
+def ink_intensity(image: np.ndarray) -> np.ndarray:
+    """Any numpy image to float32 ink intensity in [0, 1] (1 = ink), background removed."""
+    array = _checked_array(image)
+    gray = _to_unit_gray(array)
+    background = _background_level(gray)
+    if background > 0.5:  # dark ink on a light background: flip to MNIST's white on black
+        gray = 1.0 - gray
+        background = 1.0 - background
+    span = max(1.0 - background, 1e-6)
+    ink = (gray - background) / span
+    ink[ink < NOISE_FLOOR] = 0.0
+    return np.clip(ink, 0.0, 1.0, out=ink)
+
+
+def ink_bounding_box(ink: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of the ink, or None when it is blank, a dot or a speck."""
+    mask = ink >= INK_THRESHOLD
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    extent = max(bottom - top, right - left) / max(ink.shape)
+    if extent < MIN_EXTENT:
+        return None
+    fill = mask[top:bottom, left:right].mean()
+    if extent < DOT_EXTENT and fill > DOT_FILL:
+        return None
+    return int(top), int(bottom), int(left), int(right)
+
+
+def fit_in_box(ink: np.ndarray, size: int) -> np.ndarray:
+    """Scale so the longer side is `size` pixels, keeping the aspect ratio (area interpolation)."""
+    height, width = ink.shape
+    scale = size / max(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(ink, (new_w, new_h), interpolation=interpolation)
+
+
+def centre_by_mass(ink: np.ndarray, size: int) -> np.ndarray:
+    """Place `ink` in a size x size field with its centre of mass at the centre."""
+    height, width = ink.shape
+    total = float(ink.sum())
+    if total > 0:
+        com_y = float((ink.sum(axis=1) * np.arange(height)).sum()) / total
+        com_x = float((ink.sum(axis=0) * np.arange(width)).sum()) / total
+    else:
+        com_y, com_x = (height - 1) / 2, (width - 1) / 2
+    centre = size / 2  # where MNIST's centres of mass sit: 14.0 +- 0.3 in pixel coordinates
+    top = _clamp(round(centre - com_y), 0, size - height)
+    left = _clamp(round(centre - com_x), 0, size - width)
+    field = np.zeros((size, size), dtype=np.float32)
+    field[top : top + height, left : left + width] = ink
+    return np.clip(field, 0.0, 1.0, out=field)
+
+
+def _checked_array(image: np.ndarray) -> np.ndarray:
+    if image is None:
+        raise ImageError("no image")
+    array = np.asarray(image)
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise ImageError(f"an image must hold numbers, not {array.dtype}")
+    if array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4):
+        raise ImageError(f"an image has 1, 2, 3 or 4 channels, not {array.shape[2]}")
+    if array.ndim not in (2, 3) or 0 in array.shape:
+        raise ImageError(f"an image is (H, W) or (H, W, channels), not {array.shape}")
+    if array.shape[0] * array.shape[1] > MAX_PIXELS:
+        raise ImageError(f"the image is too large ({array.shape[1]}x{array.shape[0]}); the limit is 100 megapixels")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ImageError("the image holds NaN or infinite values")
+    return array
+
+
+def _to_unit_gray(array: np.ndarray) -> np.ndarray:
+    """float32 grayscale in [0, 1], shrunk to the working size; a varying alpha channel is the ink."""
+    if array.dtype != np.uint8:  # uint8 (canvas, PNG) stays uint8 until it is small: much faster
+        array = _to_unit_range(array)
+    color, alpha = _split_alpha(array)
+    if alpha is not None and alpha.min() < 0.98 * _full_scale(alpha):
+        return _composite_on_contrast(_unit(_shrink(_gray(color))), _unit(_shrink(alpha)))
+    return _unit(_shrink(_gray(color)))
+
+
+def _split_alpha(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    if array.ndim == 3 and array.shape[2] in (2, 4):
+        return array[..., :-1], array[..., -1]
+    return array, None
+
+
+def _gray(color: np.ndarray) -> np.ndarray:
+    if color.ndim == 2:
+        return color
+    if color.shape[2] == 1:
+        return color[..., 0]
+    return cv2.cvtColor(np.ascontiguousarray(color), cv2.COLOR_RGB2GRAY)
+
+
+def _full_scale(array: np.ndarray) -> float:
+    return 255.0 if array.dtype == np.uint8 else 1.0
+
+
+def _unit(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) * np.float32(1 / 255)
+    return array.astype(np.float32, copy=False)
+
+
+def _composite_on_contrast(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Ink over a background of the opposite brightness, so that any ink colour shows as ink."""
+    weight = float(alpha.sum())
+    ink_level = float((gray * alpha).sum()) / weight if weight > 0 else 1.0
+    if abs(ink_level - 0.5) <= 0.1:  # mid-grey ink: its strength is the alpha itself
+        return alpha
+    contrast = 1.0 - round(ink_level)
+    return gray * alpha + contrast * (1.0 - alpha)
+
+
+def _to_unit_range(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.bool_:
+        return array.astype(np.float32)
+    if array.dtype.kind in "iu":
+        high = 255.0 if array.max(initial=0) <= 255 else float(np.iinfo(array.dtype).max)
+        low = 0.0 if array.min(initial=0) >= 0 else float(array.min())
+        return ((array.astype(np.float32) - low) / (high - low)).clip(0.0, 1.0)
+    unit = array.astype(np.float32)
+    low, high = float(unit.min()), float(unit.max())
+    if low >= 0.0 and high <= 1.0:
+        return unit
+    if low >= 0.0 and high <= 255.0:
+        return unit / 255.0
+    return (unit - low) / (high - low) if high > low else np.zeros_like(unit)
+
+
+def _shrink(gray: np.ndarray) -> np.ndarray:
+    height, width = gray.shape
+    if max(height, width) <= WORK_SIZE:
+        return gray
+    if gray.dtype not in (np.uint8, np.float32):
+        gray = gray.astype(np.float32)
+    scale = WORK_SIZE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+
+
+def _background_level(gray: np.ndarray) -> float:
+    """The brightness of the background: the median of the image's border."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return float(np.median(border))
+
+
+def _clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(value, high))

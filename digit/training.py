@@ -1,0 +1,122 @@
+"""Train a model on MNIST. Progress goes out through Keras callbacks; this module knows no UI."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from digit.config import TrainConfig
+from digit.data import Dataset, to_model_input
+from digit.models import build_model
+
+COMPLETED, STOPPED, DIVERGED = "completed", "stopped", "diverged"
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the model, its history, how it ended and how it scores."""
+
+    model: keras.Model
+    config: TrainConfig
+    status: str  # completed, stopped (by a callback) or diverged (the loss became NaN)
+    history: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+    epochs_done: int = 0
+    train_images: int = 0
+
+    @property
+    def completed(self) -> bool:
+        return self.status == COMPLETED
+
+
+def train(
+    config: TrainConfig, data: Dataset, callbacks: list[keras.callbacks.Callback] | None = None, verbose: int = 0
+) -> TrainResult:
+    """Train a fresh model of `config.arch` on `data` and return it with its history."""
+    config.validate()
+    keras.utils.set_random_seed(config.seed)
+    data = data.limited(config.limit)
+    train_x, train_y, val = _split(data, config.validation_split)
+    steps_per_epoch = int(np.ceil(len(train_x) / config.batch_size))
+    model = build_model(config.arch)
+    model.compile(
+        optimizer=keras.optimizers.Adam(_learning_rate(config, steps_per_epoch)),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    watch = _Outcome()
+    started = time.perf_counter()
+    history = model.fit(
+        make_dataset(train_x, train_y, config.batch_size, augment=config.augment, shuffle=True, seed=config.seed),
+        validation_data=make_dataset(*val, config.batch_size) if val else None,
+        epochs=config.epochs,
+        callbacks=[keras.callbacks.TerminateOnNaN(), watch, *(callbacks or [])],
+        verbose=verbose,
+    )
+    return TrainResult(
+        model=model,
+        config=config,
+        status=watch.status(model, config.epochs),
+        history={k: [float(v) for v in values] for k, values in history.history.items()},
+        seconds=time.perf_counter() - started,
+        epochs_done=watch.epochs_done,
+        train_images=len(train_x),
+    )
+
+
+def _split(data: Dataset, validation_split: float):
+    """Hold out the last part of the training set, as Keras' validation_split does."""
+    n = len(data.x_train)
+    cut = n - int(n * validation_split)
+    val = (data.x_train[cut:], data.y_train[cut:]) if cut < n else None
+    return data.x_train[:cut], data.y_train[:cut], val
+
+
+def _learning_rate(config: TrainConfig, steps_per_epoch: int):
+    if config.arch == "seed":
+        return config.learning_rate  # the tutorial's constant Adam rate
+    # Cosine decay to 1% lets a short run settle into a good minimum.
+    return keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * steps_per_epoch, alpha=0.01)
+
+
+def make_dataset(
+    x: np.ndarray, y: np.ndarray, batch_size: int, augment: bool = False, shuffle: bool = False, seed: int = 0
+) -> tf.data.Dataset:
+    """A tf.data pipeline of (images, labels) batches; augmentation runs on the fly, in parallel."""
+    from digit.augment import augment_batch
+
+    dataset = tf.data.Dataset.from_tensor_slices((to_model_input(x), np.asarray(y, dtype=np.int32)))
+    if shuffle:
+        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    if augment:
+        dataset = dataset.map(
+            lambda images, labels: (augment_batch(images), labels), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+class _Outcome(keras.callbacks.Callback):
+    """Notices how the run ended: all epochs, stopped early, or a NaN loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epochs_done = 0
+        self.diverged = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self.diverged = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs_done = epoch + 1
+
+    def status(self, model: keras.Model, epochs: int) -> str:
+        if self.diverged:
+            return DIVERGED
+        return COMPLETED if self.epochs_done >= epochs and not model.stop_training else STOPPED
