@@ -91,7 +91,10 @@ def class_scores(confusion: np.ndarray) -> list[ClassScore]:
     recall = np.divide(hits, actual, out=np.zeros_like(hits), where=actual > 0)
     total = precision + recall
     f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(hits), where=total > 0)
-    return [ClassScore(float(p), float(r), float(f), int(s)) for p, r, f, s in zip(precision, recall, f1, actual)]
+    return [
+        ClassScore(float(p), float(r), float(f), int(s))
+        for p, r, f, s in zip(precision, recall, f1, actual, strict=True)
+    ]
 
 
 def format_report(evaluation: Evaluation) -> str:
