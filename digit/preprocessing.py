@@ -23,6 +23,8 @@ NOISE_FLOOR = 0.08  # fainter than this is background noise (paper texture, JPEG
 MIN_EXTENT = 0.08  # a digit spans at least this fraction of the image's longer side
 DOT_EXTENT = 0.25  # ... and a blob smaller than this that is mostly filled is a dot, not a digit
 DOT_FILL = 0.6
+SPECK_EXTENT = 0.02  # detached ink smaller than this fraction of the longer side is noise, not a stroke
+SPARSE_FILL = 0.05  # ink filling less of its box than this is checked for specks (strokes fill more)
 
 
 class ImageError(ValueError):
@@ -73,18 +75,41 @@ def ink_intensity(image: np.ndarray) -> np.ndarray:
 def ink_bounding_box(ink: np.ndarray) -> tuple[int, int, int, int] | None:
     """(top, bottom, left, right) of the ink, or None when it is blank, a dot or a speck."""
     mask = ink >= INK_THRESHOLD
+    box = _mask_box(mask)
+    if box is not None and _fill(mask, box) < SPARSE_FILL:  # sparse ink may be speckle noise: look closer
+        mask = _without_specks(mask)
+        box = _mask_box(mask)
+    if box is None:
+        return None
+    top, bottom, left, right = box
+    extent = max(bottom - top, right - left) / max(ink.shape)
+    if extent < MIN_EXTENT:
+        return None
+    if extent < DOT_EXTENT and _fill(mask, box) > DOT_FILL:
+        return None
+    return box
+
+
+def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
-    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    extent = max(bottom - top, right - left) / max(ink.shape)
-    if extent < MIN_EXTENT:
-        return None
-    fill = mask[top:bottom, left:right].mean()
-    if extent < DOT_EXTENT and fill > DOT_FILL:
-        return None
-    return int(top), int(bottom), int(left), int(right)
+    return int(rows[0]), int(rows[-1] + 1), int(cols[0]), int(cols[-1] + 1)
+
+
+def _fill(mask: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    top, bottom, left, right = box
+    return float(mask[top:bottom, left:right].mean())
+
+
+def _without_specks(mask: np.ndarray) -> np.ndarray:
+    """The mask less its specks: tiny detached blobs (speckle noise) that would stretch the ink's box."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    extents = stats[:, cv2.CC_STAT_WIDTH : cv2.CC_STAT_HEIGHT + 1].max(axis=1)
+    keep = extents > max(1.0, SPECK_EXTENT * max(mask.shape))
+    keep[0] = False  # label 0 is the background
+    return keep[labels]
 
 
 def fit_in_box(ink: np.ndarray, size: int) -> np.ndarray:
@@ -171,7 +196,9 @@ def _composite_on_contrast(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     if abs(ink_level - 0.5) <= 0.1:  # mid-grey ink: its strength is the alpha itself
         return alpha
     contrast = 1.0 - round(ink_level)
-    return gray * alpha + contrast * (1.0 - alpha)
+    # Scaled by the ink's own contrast, so a red or grey pen gives the same strokes as a black one.
+    strength = alpha * (np.abs(gray - contrast) / abs(ink_level - contrast))
+    return np.abs(contrast - np.minimum(strength, 1.0))
 
 
 def _to_unit_range(array: np.ndarray) -> np.ndarray:
@@ -181,13 +208,15 @@ def _to_unit_range(array: np.ndarray) -> np.ndarray:
         high = 255.0 if array.max(initial=0) <= 255 else float(np.iinfo(array.dtype).max)
         low = 0.0 if array.min(initial=0) >= 0 else float(array.min())
         return ((array.astype(np.float32) - low) / (high - low)).clip(0.0, 1.0)
-    unit = array.astype(np.float32)
-    low, high = float(unit.min()), float(unit.max())
+    low, high = float(array.min()), float(array.max())
     if low >= 0.0 and high <= 1.0:
-        return unit
+        return array.astype(np.float32)
     if low >= 0.0 and high <= 255.0:
-        return unit / 255.0
-    return (unit - low) / (high - low) if high > low else np.zeros_like(unit)
+        return array.astype(np.float32) / 255.0
+    if high <= low:
+        return np.zeros(array.shape, np.float32)
+    # Halved, in the array's own precision: the span of huge finite values would overflow.
+    return ((array / 2 - low / 2) / (high / 2 - low / 2)).astype(np.float32)
 
 
 def _shrink(gray: np.ndarray) -> np.ndarray:
