@@ -82,7 +82,7 @@ def render_mnist_as_drawn(
     skeletons = thin(upscaled_masks(images[chosen]))
     canvases = np.empty((n, CANVAS, CANVAS, 4), np.uint8)
     for i, skeleton in enumerate(skeletons):
-        rng = np.random.default_rng([seed, start + i])
+        rng = _mnist_rng(seed, start + i)
         canvases[i] = draw_segments(skeleton_segments(skeleton), random_pose(rng), rng)
     return canvases, np.asarray(labels)[chosen].astype(np.int64)
 
@@ -231,11 +231,35 @@ def render_templates(
     labels = np.repeat(np.asarray(digits, np.int64), per_digit)
     canvases = np.empty((len(labels), CANVAS, CANVAS, 4), np.uint8)
     for i, label in enumerate(labels):
-        rng = np.random.default_rng([seed, 1_000_003, i])
-        styles = TEMPLATES[int(label)]
-        strokes = styles[(i % per_digit) % len(styles)]
-        canvases[i] = draw_segments(template_segments(strokes, rng), random_pose(rng), rng)
+        rng = _template_rng(seed, i)
+        pose = random_pose(rng)
+        canvases[i] = draw_segments(
+            template_segments(TEMPLATES[int(label)][template_style(i, per_digit, label)], rng), pose, rng
+        )
     return canvases, labels
+
+
+def template_style(i: int, per_digit: int, label: int) -> int:
+    """Which of its digit's styles the i-th template canvas uses: each in turn."""
+    return (i % per_digit) % len(TEMPLATES[int(label)])
+
+
+def mnist_poses(seed: int, n: int, start: int = 0) -> list[Pose]:
+    """The poses `render_mnist_as_drawn` gives its canvases, for analysing where a model fails."""
+    return [random_pose(_mnist_rng(seed, i)) for i in range(start, start + n)]
+
+
+def template_poses(seed: int, count: int) -> list[Pose]:
+    """The poses of the first `count` canvases of `render_templates` with this seed."""
+    return [random_pose(_template_rng(seed, i)) for i in range(count)]
+
+
+def _mnist_rng(seed: int, i: int) -> np.random.Generator:
+    return np.random.default_rng([seed, i])
+
+
+def _template_rng(seed: int, i: int) -> np.random.Generator:
+    return np.random.default_rng([seed, 1_000_003, i])
 
 
 def template_segments(strokes: list, rng: np.random.Generator, jitter: float = 0.04) -> Segments:

@@ -1,0 +1,70 @@
+"""Candidate changes to digit.preprocessing, measured by drawn_accuracy.py before anyone adopts them.
+
+Each is a drop-in replacement for `digit.preprocess` built from its own pieces, so the only
+difference from the shipped preprocessing is the step under test.
+
+    python benchmarks/drawn_accuracy.py --prep mnist thickness thicken
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from digit.config import DIGIT_BOX, IMAGE_SIZE
+from digit.preprocessing import centre_by_mass, fit_in_box, ink_bounding_box, ink_intensity
+
+# Stroke width over the digit's longer side, as `stroke_ratio` measures it: the median over
+# 2,000 MNIST test digits is 0.134 (5% to 95%: 0.098 to 0.201). Canvas drawings span 0.07 to 0.31.
+MNIST_STROKE_RATIO = 0.134
+
+
+def stroke_width(ink: np.ndarray) -> float:
+    """Estimated stroke width in pixels: four times the mean distance of ink pixels to the background."""
+    mask = np.pad((ink >= 0.5).astype(np.uint8), 1)
+    if not mask.any():
+        return 0.0
+    distance = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
+    return 4.0 * float(distance[mask > 0].mean())  # a band of width w has mean distance w / 4
+
+
+def stroke_ratio(ink: np.ndarray) -> float:
+    """Stroke width over the longer side of the ink's bounding box."""
+    return stroke_width(ink) / max(ink.shape)
+
+
+def normalise_thickness(crop: np.ndarray, thicken: bool = True, thin: bool = True) -> np.ndarray:
+    """Dilate or erode a cropped digit so its stroke width matches MNIST's for its size."""
+    width = stroke_width(crop)
+    change = MNIST_STROKE_RATIO * max(crop.shape) - width
+    radius = round(abs(change) / 2)
+    if radius < 1 or (change > 0 and not thicken) or (change < 0 and not thin):
+        return crop
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    padded = np.pad(crop, radius)
+    if change > 0:
+        return cv2.dilate(padded, kernel)
+    eroded = cv2.erode(padded, kernel)
+    return eroded if (eroded >= 0.5).any() else padded
+
+
+def _preprocess_with(adjust) -> callable:
+    def prepare(image: np.ndarray) -> np.ndarray | None:
+        gray = ink_intensity(image)
+        box = ink_bounding_box(gray)
+        if box is None:
+            return None
+        top, bottom, left, right = box
+        crop = adjust(gray[top:bottom, left:right])
+        box = ink_bounding_box(crop) or (0, crop.shape[0], 0, crop.shape[1])
+        crop = crop[box[0] : box[1], box[2] : box[3]]
+        return centre_by_mass(fit_in_box(crop, DIGIT_BOX), IMAGE_SIZE)
+
+    return prepare
+
+
+PROPOSALS = {
+    "thickness": _preprocess_with(normalise_thickness),
+    "thicken": _preprocess_with(lambda crop: normalise_thickness(crop, thin=False)),
+    "thin": _preprocess_with(lambda crop: normalise_thickness(crop, thicken=False)),
+}
