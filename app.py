@@ -1,0 +1,38 @@
+"""Draw a digit, watch a CNN recognise it; retrain it live.
+
+    streamlit run app.py
+
+The entry point only routes: one page per file in app_pages/, and the sidebar every page shares
+(which model is answering). All the work is in the Streamlit-free library, digit/.
+"""
+
+import streamlit as st
+
+from app_pages.common import keep_settings, model_in_use, percent
+
+st.set_page_config(page_title="digit: draw a digit", page_icon="✏️", layout="wide")
+
+page = st.navigation(
+    [
+        st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", default=True),
+        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+    ]
+)
+
+keep_settings()
+in_use = model_in_use()
+with st.sidebar, st.container(key="model_info"):
+    if in_use.entry is None:
+        st.error(in_use.warning)
+    else:
+        st.caption("Model answering" + (" (your session only)" if in_use.session_only else ""))
+        st.markdown(
+            f"**{in_use.entry.name}**", help="Change it on the Train page: train a new one or pick a saved one."
+        )
+        st.caption(f"Test accuracy {percent(in_use.entry.test_accuracy)}")
+        if in_use.warning:
+            st.warning(in_use.warning)
+st.sidebar.divider()
+
+page.run()

@@ -1,0 +1,137 @@
+"""What the pages share: the model in use, the MNIST data, promotion, small image helpers.
+
+Caching lives here, in the app layer: models with st.cache_resource (keyed on path and
+modification time, so a retrained file is never served stale), MNIST with st.cache_resource
+(large, read-only), evaluations with st.cache_data.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from digit.registry import Entry, Registry, RegistryError
+
+OVERRIDE_KEY = "model_override"  # a model this visitor uses in their own session only
+KEPT_PREFIXES = ("cfg_", "pen_width")  # widget values that outlive a switch to another page
+
+
+@dataclass(frozen=True)
+class ModelInUse:
+    """The model answering this visitor, and why it is that one."""
+
+    entry: Entry | None
+    model: object | None  # a keras.Model; None when no model can be loaded at all
+    session_only: bool = False
+    warning: str = ""
+
+
+def registry() -> Registry:
+    """The registry (cheap: it reads the folder on demand)."""
+    return Registry()
+
+
+def keep_settings() -> None:
+    """Keep the Train settings and pen width when their page is not shown (Streamlit drops unrendered widgets' values)."""
+    for key in [k for k in st.session_state if str(k).startswith(KEPT_PREFIXES)]:
+        st.session_state[key] = st.session_state[key]
+
+
+def visitor_id() -> str:
+    """A random id for this browser session: who started a training run."""
+    return st.session_state.setdefault("visitor_id", uuid.uuid4().hex[:12])
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def load_model(path: str, mtime: float):
+    """Load a model once per (path, mtime) and trace its fast inference function."""
+    from digit.inference import predict_probabilities
+    from digit.models import load_model as load
+
+    model = load(path)
+    predict_probabilities(model, np.zeros((1, 28, 28), np.float32))  # trace now, not on the first stroke
+    return model
+
+
+def model_in_use() -> ModelInUse:
+    """This visitor's model: their own choice, else the served one, else the shipped one."""
+    from digit.models import ModelError
+
+    reg = registry()
+    entry, session_only = _chosen_entry(reg)
+    try:
+        return ModelInUse(entry, load_model(str(entry.path), entry.mtime), session_only)
+    except ModelError as error:
+        warning = f"Model {entry.name} could not be loaded ({error}); using the shipped model instead."
+    shipped = reg.shipped()
+    try:
+        return ModelInUse(shipped, load_model(str(shipped.path), shipped.mtime), False, warning)
+    except ModelError as error:
+        return ModelInUse(None, None, False, f"No model can be loaded ({error}). Train one on the Train page.")
+
+
+def _chosen_entry(reg: Registry) -> tuple[Entry, bool]:
+    name = st.session_state.get(OVERRIDE_KEY)
+    if name:
+        try:
+            entry = reg.get(name)
+            if entry.looks_valid():
+                return entry, True
+        except RegistryError:
+            pass
+        st.session_state.pop(OVERRIDE_KEY, None)
+    return reg.served(), False
+
+
+def promote_password() -> str | None:
+    """The password that guards changing the served model, when one is configured in st.secrets."""
+    try:
+        value = st.secrets.get("promote_password")
+    except Exception:  # no secrets.toml at all: an open deployment
+        return None
+    return str(value) if value else None
+
+
+def use_model(name: str, password: str = "") -> str:
+    """Switch to `name`: for everyone when allowed, else for this visitor only. Returns what happened."""
+    required = promote_password()
+    if required is None or hmac.compare_digest(password.encode(), required.encode()):
+        registry().promote(name)
+        st.session_state.pop(OVERRIDE_KEY, None)
+        return f"{name} now answers for everyone."
+    st.session_state[OVERRIDE_KEY] = name
+    why = "wrong password" if password else "changing it for everyone needs the password"
+    return f"{name} now answers in your session only ({why})."
+
+
+@st.cache_resource(show_spinner="Loading MNIST…")
+def mnist():
+    """MNIST, loaded once per server (read-only: never mutate it). Raises DataError when unreachable."""
+    from digit.data import load_mnist
+
+    return load_mnist()
+
+
+MNIST_HELP = (
+    "Set the environment variable DIGIT_MNIST_NPZ to a local mnist.npz "
+    "(for example ../shared/data/mnist.npz), or give the server internet access so Keras can download it."
+)
+
+
+def enlarge(image: np.ndarray, size: int = 168) -> np.ndarray:
+    """A [0, 1] or uint8 image scaled up with nearest-neighbour, so each pixel stays a crisp square."""
+    array = np.asarray(image, dtype=np.float32)
+    if array.max(initial=0) > 1.0:
+        array = array / 255.0
+    factor = max(1, size // max(array.shape[:2]))
+    big = np.kron(np.clip(array, 0, 1), np.ones((factor, factor), np.float32))
+    return (big * 255).astype(np.uint8)
+
+
+def percent(value: float | None) -> str:
+    """0.9876 -> '98.76%'; None -> 'n/a'."""
+    return "n/a" if value is None else f"{value:.2%}"

@@ -1,0 +1,214 @@
+"""A small registry of trained models on disk, and which one the app serves.
+
+    models/registry/                  (or $DIGIT_REGISTRY_DIR)
+        cnn-20261126-024012.keras     a model: architecture and weights, no optimizer state
+        cnn-20261126-024012.json      its card: settings, metrics, date
+        served.json                   {"name": ...}: the model every visitor gets
+
+    registry = Registry()
+    entry = registry.add(model, card)   # saved, not yet served
+    registry.promote(entry.name)        # now served app-wide, and after a restart
+    registry.served()                   # the served entry; the shipped model when there is none
+
+Every write goes to a temporary file that is then renamed, so a crash leaves the old state
+or the new one, never half of either. When the served pointer or the model it names is missing
+or unreadable, the shipped model (models/digit-cnn.keras, or $DIGIT_MODEL_PATH) is served.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from digit.config import DEFAULT_MODEL_PATH, MODELS_DIR
+
+REGISTRY_ENV_VAR = "DIGIT_REGISTRY_DIR"  # where saved models live (tests point it at a temporary folder)
+MODEL_ENV_VAR = "DIGIT_MODEL_PATH"  # the shipped fallback model, if not models/digit-cnn.keras
+DEFAULT_REGISTRY_DIR = MODELS_DIR / "registry"
+SERVED_FILE = "served.json"
+MAX_MODELS = 20  # older unserved models are deleted beyond this: a public server's disk is finite
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
+
+
+class RegistryError(RuntimeError):
+    """An unknown model name, or a registry that cannot be written."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One model the app can serve: its file and its card."""
+
+    name: str
+    path: Path
+    card: dict = field(default_factory=dict, compare=False)
+    shipped: bool = False
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return _number(self.card.get("test_accuracy"))
+
+    @property
+    def test_loss(self) -> float | None:
+        return _number(self.card.get("test_loss"))
+
+    @property
+    def trained_at(self) -> str:
+        return str(self.card.get("trained_at") or "")
+
+    @property
+    def mtime(self) -> float:
+        """The model file's modification time (0 when missing): part of every cache key."""
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def looks_valid(self) -> bool:
+        """A cheap check that the file exists and is a .keras archive (loading is the real test)."""
+        return self.path.is_file() and zipfile.is_zipfile(self.path)
+
+    def summary(self) -> dict:
+        """One row for a table of models: settings, metrics and date."""
+        config = self.card.get("config") or {}
+        return {
+            "model": self.name + (" (shipped)" if self.shipped else ""),
+            "arch": config.get("arch"),
+            "epochs": self.card.get("epochs_done", config.get("epochs")),
+            "train images": self.card.get("train_images"),
+            "batch": config.get("batch_size"),
+            "learning rate": config.get("learning_rate"),
+            "augment": config.get("augment"),
+            "val split": config.get("validation_split"),
+            "test accuracy": self.test_accuracy,
+            "test loss": self.test_loss,
+            "trained (UTC)": self.trained_at.replace("T", " ").removesuffix("+00:00"),
+        }
+
+
+class Registry:
+    """Saved models under one folder, plus the shipped model as the fallback."""
+
+    def __init__(self, root: str | Path | None = None, shipped_path: str | Path | None = None) -> None:
+        self.root = Path(root or os.environ.get(REGISTRY_ENV_VAR) or DEFAULT_REGISTRY_DIR)
+        self.shipped_path = Path(shipped_path or os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL_PATH)
+        self._lock = threading.Lock()
+
+    def shipped(self) -> Entry:
+        """The model that ships with the app."""
+        return Entry(
+            self.shipped_path.stem, self.shipped_path, _read_json(self.shipped_path.with_suffix(".json")), True
+        )
+
+    def entries(self) -> list[Entry]:
+        """The saved models, newest first (the shipped model is not among them)."""
+        if not self.root.is_dir():
+            return []
+        found = [self._entry(path) for path in self.root.glob("*.keras") if _NAME.match(path.stem)]
+        return sorted(found, key=lambda e: (e.trained_at, e.mtime, e.name), reverse=True)
+
+    def get(self, name: str) -> Entry:
+        """The saved or shipped model called `name`; RegistryError when there is none."""
+        if name == self.shipped_path.stem:
+            return self.shipped()
+        path = self.root / f"{name}.keras"
+        if not _NAME.match(name) or not path.is_file():
+            raise RegistryError(f"no saved model called {name!r}")
+        return self._entry(path)
+
+    def add(self, model, card: dict) -> Entry:
+        """Save a trained model with its card under a new name; it is not served until promoted."""
+        from digit.models import save_model
+
+        with self._lock:
+            self.root.mkdir(parents=True, exist_ok=True)
+            name = self._new_name(str((card.get("config") or {}).get("arch") or "model"))
+            card = {**card, "name": name, "trained_at": card.get("trained_at") or _now()}
+            save_model(model, self.root / f"{name}.keras", card)
+        self.prune()
+        return self.get(name)
+
+    def served_name(self) -> str | None:
+        """The name in the served pointer, or None when there is none or it is unreadable."""
+        name = _read_json(self.root / SERVED_FILE).get("name")
+        return name if isinstance(name, str) else None
+
+    def served(self) -> Entry:
+        """The model every visitor gets: the promoted one, or the shipped one when that is gone or broken."""
+        name = self.served_name()
+        if name is None:
+            return self.shipped()
+        try:
+            entry = self.get(name)
+        except RegistryError:
+            return self.shipped()
+        return entry if entry.looks_valid() else self.shipped()
+
+    def promote(self, name: str) -> Entry:
+        """Serve `name` to everyone from now on, and after a restart."""
+        entry = self.get(name)
+        if not entry.looks_valid():
+            raise RegistryError(f"{name} is not a readable model file")
+        with self._lock:
+            self.root.mkdir(parents=True, exist_ok=True)
+            pointer = {"name": entry.name, "promoted_at": _now()}
+            _atomic_write_text(self.root / SERVED_FILE, json.dumps(pointer, indent=2) + "\n")
+        return entry
+
+    def prune(self, keep: int = MAX_MODELS) -> list[str]:
+        """Delete the oldest saved models beyond `keep`, never the served one; the names deleted."""
+        served = self.served_name()
+        removed = []
+        for entry in self.entries()[keep:]:
+            if entry.name == served:
+                continue
+            for path in (entry.path, entry.path.with_suffix(".json")):
+                path.unlink(missing_ok=True)
+            removed.append(entry.name)
+        return removed
+
+    def _entry(self, path: Path) -> Entry:
+        return Entry(path.stem, path, _read_json(path.with_suffix(".json")))
+
+    def _new_name(self, arch: str) -> str:
+        stem = f"{arch}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        name, n = stem, 1
+        while (self.root / f"{name}.keras").exists():
+            n += 1
+            name = f"{stem}-{n}"
+        return name
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
