@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from PIL import Image, UnidentifiedImageError
 from digit.preprocessing import MAX_PIXELS, ImageError
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # larger files are refused before they are decoded
-WORK_PIXELS = 4_000_000  # larger images are decoded downscaled when the format allows it
+WORK_PIXELS = 4_000_000  # larger images are downscaled to about this size as they are decoded
+MAX_DECODED_BYTES = 100_000_000  # memory a decoded image may take; beyond it, a decompression bomb
+REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "I", "F")  # the modes Pillow's reduce() takes
 
 
 def read_image_file(path: str | Path) -> np.ndarray:
@@ -29,7 +32,10 @@ def read_image_file(path: str | Path) -> np.ndarray:
 
 
 def read_image_bytes(data: bytes) -> np.ndarray:
-    """Decode image bytes to uint8 or uint16 (H, W), (H, W, 3) or (H, W, 4); never touches disk."""
+    """Decode image bytes to (H, W), (H, W, 2), (H, W, 3) or (H, W, 4) uint8 (float32 for float TIFFs), in memory.
+
+    Images over WORK_PIXELS come back box-averaged to about that size (preprocessing works smaller still).
+    """
     _check_byte_size(len(data))
     if not data:
         raise ImageError("the file is empty")
@@ -52,8 +58,11 @@ def _decode(image: Image.Image) -> np.ndarray:
         raise ImageError(f"the image is too large ({width}x{height}); the limit is 100 megapixels")
     if width * height > WORK_PIXELS and image.format == "JPEG":
         image.draft("L", (2048, 2048))  # let the JPEG decoder downscale: fast, little memory
+    if _decoded_bytes(image) > MAX_DECODED_BYTES:
+        raise ImageError(f"the image is too large to decode safely ({width}x{height} {image.mode}); use a smaller one")
     image.seek(0)  # the first frame of an animation
     image.load()
+    image = _reduced(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         return _from_wide_integers(np.asarray(image))
     if image.mode == "F":
@@ -62,6 +71,18 @@ def _decode(image: Image.Image) -> np.ndarray:
     if target is None:  # palette, CMYK, YCbCr, ...: RGBA keeps any transparency
         target = "RGBA" if image.mode in ("P", "PA") or "transparency" in image.info else "RGB"
     return np.asarray(image.convert(target))
+
+
+def _decoded_bytes(image: Image.Image) -> int:
+    # Pillow keeps 1 byte a pixel for bilevel and grayscale images, 4 for the rest; palettes become RGBA.
+    width, height = image.size
+    return width * height * (1 if image.mode in ("1", "L") else 4)
+
+
+def _reduced(image: Image.Image) -> Image.Image:
+    """A large image box-averaged down to about WORK_PIXELS, before any copy of it is made."""
+    factor = math.ceil(math.sqrt(image.width * image.height / WORK_PIXELS))
+    return image.reduce(factor) if factor > 1 and image.mode in REDUCIBLE_MODES else image
 
 
 def _from_wide_integers(array: np.ndarray) -> np.ndarray:
