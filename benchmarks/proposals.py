@@ -63,7 +63,30 @@ def _preprocess_with(adjust) -> callable:
     return prepare
 
 
+RESTROKE_SIZE = 80  # the digit is redrawn at 4x MNIST's 20-px box
+
+
+def restroke(crop: np.ndarray) -> np.ndarray:
+    """Thin the digit to its skeleton and redraw it with a pen of MNIST's relative width."""
+    from digit import drawn
+
+    scale = RESTROKE_SIZE / max(crop.shape)
+    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+    mask = cv2.resize(crop, size, interpolation=cv2.INTER_AREA) >= 0.5
+    skeleton = drawn.thin(mask[np.newaxis])[0]
+    if not skeleton.any():
+        return crop
+    pen = round(MNIST_STROKE_RATIO / 1.22 * RESTROKE_SIZE)  # stroke_width reads a pen about 22% wider than it is
+    pad = pen
+    canvas = np.zeros((size[1] + 2 * pad, size[0] + 2 * pad), np.uint8)
+    segments = drawn.skeleton_segments(skeleton) + pad
+    fixed = [np.round(s * 16).astype(np.int32).reshape(2, 1, 2) for s in segments]
+    cv2.polylines(canvas, fixed, False, 255, thickness=pen, lineType=cv2.LINE_AA, shift=4)
+    return canvas.astype(np.float32) / 255.0
+
+
 PROPOSALS = {
+    "restroke": _preprocess_with(restroke),
     "thickness": _preprocess_with(normalise_thickness),
     "thicken": _preprocess_with(lambda crop: normalise_thickness(crop, thin=False)),
     "thin": _preprocess_with(lambda crop: normalise_thickness(crop, thicken=False)),
