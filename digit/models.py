@@ -131,7 +131,8 @@ def save_model(model: keras.Model, path: str | Path, card: dict | None = None) -
     """Save weights and architecture (no optimizer state) atomically, with a JSON card beside it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lean = keras.models.clone_model(model)  # an uncompiled copy: the file holds no optimizer state
+    # An uncompiled copy, so the file holds no optimizer state (clone_model would compile it again).
+    lean = type(model).from_config(model.get_config())
     lean.set_weights(model.get_weights())
     _atomic_write(path, lambda tmp: lean.save(tmp))
     if card is not None:
