@@ -1,0 +1,226 @@
+"""Training on the small fixture: how runs end, the config's bounds, augmentation and the data pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from digit.augment import augment_batch
+from digit.config import MAX_BATCH_SIZE, MAX_EPOCHS, ConfigError, TrainConfig
+from digit.data import to_model_input
+from digit.training import COMPLETED, DIVERGED, STOPPED, make_dataset, train
+
+LIMIT = 300
+
+
+@pytest.fixture(scope="session")
+def cnn_run(small_mnist):
+    return train(TrainConfig.for_arch("cnn", epochs=1, limit=LIMIT), small_mnist)
+
+
+@pytest.fixture(scope="session")
+def seed_run(small_mnist):
+    return train(TrainConfig.for_arch("seed", epochs=1, limit=LIMIT), small_mnist)
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Presses Stop after a few batches, as the app's Stop button does."""
+
+    def __init__(self, batches: int) -> None:
+        super().__init__()
+        self.batches = batches
+        self.seen = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen >= self.batches:
+            self.model.stop_training = True
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    """Turns the weights to NaN after a batch, as an exploding gradient would."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 1:
+            self.model.set_weights([np.full(w.shape, np.nan, w.dtype) for w in self.model.get_weights()])
+
+
+class Explode(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        raise RuntimeError("out of memory (simulated)")
+
+
+# --- how runs end -----------------------------------------------------------------------------
+
+
+def test_cnn_run_completes_with_history(cnn_run):
+    assert cnn_run.status == COMPLETED and cnn_run.completed
+    assert cnn_run.epochs_done == 1
+    assert cnn_run.train_images == LIMIT
+    assert set(cnn_run.history) >= {"loss", "accuracy"}
+    assert all(len(values) == 1 and np.isfinite(values).all() for values in cnn_run.history.values())
+    assert cnn_run.seconds > 0
+    assert cnn_run.config.arch == "cnn"
+
+
+def test_seed_run_follows_the_tutorial_recipe(seed_run):
+    assert seed_run.status == COMPLETED
+    assert seed_run.config.batch_size == 32 and seed_run.config.validation_split == 0.3
+    assert seed_run.train_images == LIMIT - int(LIMIT * 0.3)  # the last 30% is held out, as Keras does
+    assert {"val_loss", "val_accuracy"} <= set(seed_run.history)
+
+
+@pytest.mark.parametrize("run", ["cnn_run", "seed_run"])
+def test_trained_models_predict_digits(run, request, small_mnist):
+    model = request.getfixturevalue(run).model
+    outputs = np.asarray(model(to_model_input(small_mnist.x_test[:8]), training=False))
+    assert outputs.shape == (8, 10)
+    assert np.isfinite(outputs).all()
+
+
+def test_stopping_mid_run_gives_stopped(small_mnist):
+    stopper = StopAfter(batches=2)
+    result = train(TrainConfig.for_arch("seed", epochs=3, limit=200, validation_split=0.0), small_mnist, [stopper])
+    assert result.status == STOPPED and not result.completed
+    assert result.epochs_done <= 1
+    assert stopper.seen == 2
+
+
+def test_nan_loss_gives_diverged(small_mnist):
+    result = train(
+        TrainConfig.for_arch("seed", epochs=3, limit=200, validation_split=0.0), small_mnist, [PoisonWeights()]
+    )
+    assert result.status == DIVERGED and not result.completed
+    assert result.epochs_done <= 1  # TerminateOnNaN ended the run at once
+
+
+def test_exception_mid_run_propagates(small_mnist):
+    with pytest.raises(RuntimeError, match="simulated"):
+        train(TrainConfig.for_arch("seed", epochs=1, limit=100), small_mnist, [Explode()])
+
+
+def test_invalid_config_is_refused_before_training(small_mnist):
+    with pytest.raises(ConfigError):
+        train(TrainConfig(epochs=0), small_mnist)
+
+
+# --- the config -------------------------------------------------------------------------------
+
+
+def test_seed_recipe_defaults():
+    config = TrainConfig.for_arch("seed")
+    assert (config.epochs, config.batch_size, config.validation_split) == (5, 32, 0.3)
+    assert config.learning_rate == 1e-3 and config.augment is False
+
+
+def test_cnn_defaults_are_valid_and_overrides_apply():
+    config = TrainConfig.for_arch("cnn", epochs=2, batch_size=None)
+    assert config.arch == "cnn" and config.epochs == 2
+    assert config.batch_size == TrainConfig().batch_size  # None keeps the default
+    config.validate()
+
+
+def test_config_is_frozen_and_json_ready():
+    config = TrainConfig.for_arch("seed", limit=500)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.epochs = 3
+    assert json.loads(json.dumps(config.to_dict())) == config.to_dict()
+    assert TrainConfig(**config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": -1}, "epochs"),
+        ({"epochs": MAX_EPOCHS + 1}, "epochs"),
+        ({"epochs": 2.5}, "epochs"),
+        ({"epochs": True}, "epochs"),
+        ({"epochs": "3"}, "epochs"),
+        ({"batch_size": 0}, "batch size"),
+        ({"batch_size": MAX_BATCH_SIZE + 1}, "batch size"),
+        ({"learning_rate": 0}, "learning rate"),
+        ({"learning_rate": -0.1}, "learning rate"),
+        ({"learning_rate": 5.0}, "learning rate"),
+        ({"learning_rate": float("nan")}, "learning rate"),
+        ({"learning_rate": "0.1"}, "learning rate"),
+        ({"limit": 0}, "training-set size"),
+        ({"limit": 60_001}, "training-set size"),
+        ({"validation_split": -0.1}, "validation split"),
+        ({"validation_split": 0.9}, "validation split"),
+        ({"seed": -1}, "seed"),
+        ({"arch": "resnet"}, "architecture"),
+    ],
+)
+def test_out_of_bounds_settings_are_refused(overrides, words):
+    arch = overrides.pop("arch", "cnn")
+    with pytest.raises(ConfigError) as error:
+        TrainConfig.for_arch(arch, **overrides)
+    message = str(error.value)
+    assert words in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"epochs": 1},
+        {"epochs": MAX_EPOCHS},
+        {"batch_size": 1},
+        {"learning_rate": 1.0},
+        {"limit": 1},
+        {"validation_split": 0.5},
+    ],
+)
+def test_settings_at_the_bounds_are_accepted(overrides):
+    TrainConfig.for_arch("cnn", **overrides).validate()
+
+
+# --- augmentation and the pipeline ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def images(small_mnist) -> np.ndarray:
+    return to_model_input(small_mnist.x_train[:64])
+
+
+def test_augmentation_keeps_shape_and_range_and_changes_images(images):
+    augmented = np.asarray(augment_batch(images))
+    assert augmented.shape == images.shape and augmented.dtype == np.float32
+    assert augmented.min() >= 0.0 and augmented.max() <= 1.0
+    changed = np.abs(augmented - images).reshape(len(images), -1).mean(axis=1)
+    assert (changed > 0.005).mean() > 0.9  # nearly every image moved
+    ink_ratio = augmented.sum(axis=(1, 2, 3)) / images.sum(axis=(1, 2, 3))
+    assert ((ink_ratio > 0.4) & (ink_ratio < 2.5)).all()  # distorted, not erased or smeared out
+
+
+def test_augmentation_is_random(images):
+    assert not np.allclose(np.asarray(augment_batch(images)), np.asarray(augment_batch(images)))
+
+
+def test_augmentation_keeps_blank_images_blank():
+    blank = np.zeros((4, 28, 28, 1), np.float32)
+    assert np.asarray(augment_batch(blank)).max() == 0.0
+
+
+def test_make_dataset_batches(small_mnist):
+    x, y = small_mnist.x_train[:100], small_mnist.y_train[:100]
+    batches = list(make_dataset(x, y, batch_size=32))
+    assert [len(b[0]) for b in batches] == [32, 32, 32, 4]
+    images, labels = batches[0]
+    assert labels.dtype == "int32"
+    assert images.shape == (32, 28, 28, 1) and images.dtype == "float32"
+    assert float(np.max(images)) <= 1.0 and float(np.min(images)) >= 0.0
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), y)  # in order without shuffle
+    np.testing.assert_allclose(np.concatenate([b[0] for b in batches]), to_model_input(x))
+
+
+def test_make_dataset_shuffles_and_augments(small_mnist):
+    x, y = small_mnist.x_train[:100], small_mnist.y_train[:100]
+    batches = list(make_dataset(x, y, batch_size=50, augment=True, shuffle=True, seed=1))
+    labels = np.concatenate([b[1] for b in batches])
+    assert sorted(labels) == sorted(y) and not np.array_equal(labels, y)
+    assert all(b[0].shape[1:] == (28, 28, 1) for b in batches)
