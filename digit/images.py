@@ -28,7 +28,11 @@ def read_image_file(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise ImageError(f"{path.name} is not a file")
     _check_byte_size(size)
-    return read_image_bytes(path.read_bytes())
+    try:
+        data = path.read_bytes()
+    except OSError as error:  # unreadable, or gone since stat()
+        raise ImageError(f"cannot read {path.name}: {error.strerror or error}") from error
+    return read_image_bytes(data)
 
 
 def read_image_bytes(data: bytes) -> np.ndarray:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import struct
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import tracemalloc
@@ -309,3 +311,28 @@ def test_large_image_keeps_its_digit():
     result = read_image_bytes(encode(image, "PNG"))
     assert result.shape[0] * result.shape[1] <= 4_000_000
     assert np.abs(preprocess(result) - preprocess(digit_image())).mean() < 0.03
+
+
+def test_unreadable_file(tmp_path, monkeypatch):
+    path = tmp_path / "locked.png"
+    path.write_bytes(encode(digit_image(), "PNG"))
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(ImageError, match=r"cannot read locked\.png: Permission denied"):
+        read_image_file(path)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WEBP", "BMP"])
+def test_bytes_are_decoded_in_memory(monkeypatch, fmt):
+    data = encode(digit_image(), fmt)
+    read_image_bytes(data)  # plugins loaded
+
+    def no_disk(*args, **kwargs):
+        raise AssertionError("touched the disk")
+
+    for module, name in [(builtins, "open"), (tempfile, "mkstemp"), (tempfile, "NamedTemporaryFile")]:
+        monkeypatch.setattr(module, name, no_disk)
+    assert read_image_bytes(data).shape[:2] == digit_image().shape
