@@ -299,6 +299,7 @@ def test_huge_image_within_the_limit_is_handled(drawing):
 # --- property tests: anything in, a valid result, None or a clear ImageError out ----------------
 
 DTYPES = [np.uint8, np.uint16, np.int32, np.float32, np.float64, np.bool_]
+MORE_DTYPES = [np.int8, np.int64, np.uint32, np.uint64, np.float16]  # what else numpy lets a caller pass
 
 
 @st.composite
@@ -313,17 +314,19 @@ def elements(dtype) -> st.SearchStrategy:
     if dtype == np.bool_:
         return st.booleans()
     if np.dtype(dtype).kind == "f":
-        width = 32 if dtype == np.float32 else 64
+        width = np.dtype(dtype).itemsize * 8
         return st.floats(allow_nan=True, allow_infinity=True, width=width) | st.sampled_from([0.0, 1.0, 255.0])
     info = np.iinfo(dtype)
-    return st.integers(int(info.min), int(info.max)) | st.sampled_from([0, 255, int(info.max)])
+    return st.integers(int(info.min), int(info.max)) | st.sampled_from([0, min(255, int(info.max)), int(info.max)])
 
 
 @st.composite
 def images(draw) -> np.ndarray:
-    dtype = draw(st.sampled_from(DTYPES))
+    dtype = draw(st.sampled_from(DTYPES + MORE_DTYPES))
     shape = draw(shapes())
     background = draw(st.sampled_from([0, 1, 255, "any"]))
+    if background == 255 and dtype == np.int8:
+        background = 127
     if background == "any":
         return draw(hnp.arrays(dtype, shape, elements=elements(dtype)))
     fill = np.array(background).astype(dtype)  # mostly one value, a few pixels of anything
