@@ -80,6 +80,7 @@ def compiled(model: keras.Model):
         infer = _compiled.get(model)
         if infer is None:
             spec = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32)
-            infer = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+            weak = weakref.ref(model)  # a strong reference here would keep every model alive forever
+            infer = tf.function(lambda x: weak()(x, training=False), input_signature=[spec])
             _compiled[model] = infer
     return infer

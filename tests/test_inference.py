@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -125,6 +127,16 @@ def test_compiled_matches_calling_the_model(arch, request, small_mnist):
     slow = np.asarray(model(x, training=False))
     np.testing.assert_allclose(fast, slow, atol=1e-5)
     assert compiled(model) is compiled(model)  # traced once per model
+
+
+def test_compiled_functions_do_not_keep_models_alive():
+    # Every trained or loaded model a server predicts with must be freed once the app drops it.
+    model = build_model("seed")
+    predict_probabilities(model, np.zeros((2, 28, 28), np.float32))
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
 
 
 def test_prediction_is_fast(cnn, mnist_digits):
