@@ -87,6 +87,14 @@ def _chosen_entry(reg: Registry) -> tuple[Entry, bool]:
     return reg.served(), False
 
 
+@st.cache_resource
+def training_runner():
+    """The server's one training runner, shared by every visitor; it outlives reruns and module reloads."""
+    from digit.jobs import Runner
+
+    return Runner()
+
+
 def promote_password() -> str | None:
     """The password that guards changing the served model, when one is configured in st.secrets."""
     try:
@@ -108,12 +116,19 @@ def use_model(name: str, password: str = "") -> str:
     return f"{name} now answers in your session only ({why})."
 
 
-@st.cache_resource(show_spinner="Loading MNIST…")
-def mnist():
-    """MNIST, loaded once per server (read-only: never mutate it). Raises DataError when unreachable."""
+def mnist_source() -> str:
+    """Where MNIST comes from: the DIGIT_MNIST_NPZ file, or '' for Keras' download."""
+    from digit.config import data_path_from_env
+
+    return str(data_path_from_env() or "")
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading MNIST…")
+def mnist(source: str):
+    """MNIST from `source`, loaded once per server (read-only: never mutate it). DataError when unreachable."""
     from digit.data import load_mnist
 
-    return load_mnist()
+    return load_mnist(source or None)
 
 
 MNIST_HELP = (

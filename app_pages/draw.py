@@ -1,5 +1,6 @@
 """Draw: a digit drawn with mouse or finger (or an uploaded image), recognised after every stroke."""
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -65,15 +66,31 @@ def show_prediction(model, image: np.ndarray | None, hint: str) -> None:
     sure.metric("Confidence", f"{prediction.confidence:.0%}")
     if prediction.unsure:
         st.warning(f"Not sure: {prediction.digit} or {prediction.runner_up}?")
-    st.bar_chart(probability_table(prediction), x="digit", y="probability", height=180, x_label="", y_label="")
-    st.image(enlarge(prediction.model_input, 168), caption="What the model sees: the 28×28 input, enlarged")
+    st.altair_chart(probability_chart(prediction), width="stretch")
+    st.image(enlarge(prediction.model_input, 168), width=168, caption="What the model sees (28×28, enlarged)")
     with st.expander("How the image becomes 28×28"):
         show_steps(image)
 
 
-def probability_table(prediction: Prediction) -> pd.DataFrame:
-    """Ten rows: each digit and its probability."""
-    return pd.DataFrame({"digit": [str(d) for d in range(10)], "probability": prediction.probabilities})
+def probability_chart(prediction: Prediction) -> alt.Chart:
+    """All ten probabilities as bars, the answer highlighted."""
+    data = pd.DataFrame(
+        {
+            "digit": [str(d) for d in range(10)],
+            "probability": prediction.probabilities,
+            "answer": [d == prediction.digit for d in range(10)],
+        }
+    )
+    return (
+        alt.Chart(data, height=170)
+        .mark_bar()
+        .encode(
+            x=alt.X("digit:N", axis=alt.Axis(labelAngle=0, title=None)),
+            y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", title=None)),
+            color=alt.condition(alt.datum.answer, alt.value("#4f46e5"), alt.value("#c7cbe0")),
+            tooltip=["digit", alt.Tooltip("probability:Q", format=".1%")],
+        )
+    )
 
 
 def show_steps(image: np.ndarray) -> None:
@@ -100,9 +117,12 @@ left, right = st.columns([1, 1], gap="large")
 with left:
     source = st.radio("Input", ["Draw", "Upload"], horizontal=True, key="input_source", label_visibility="collapsed")
     if source == "Draw":
-        pen = st.slider("Pen width", min_value=8, max_value=40, value=22, key="pen_width")
-        image = canvas_image(pen)
-        st.caption("Draw one digit, large and centred. The toolbar under the canvas has undo, redo and clear.")
+        st.space("medium")  # room for the canvas toolbar, which floats above the drawing surface
+        image = canvas_image(st.session_state.setdefault("pen_width", 22))
+        st.caption(
+            "Draw one digit, large and centred. The toolbar above the canvas has undo, redo and clear (the bin)."
+        )
+        st.slider("Pen width", min_value=8, max_value=40, key="pen_width")
         hint = "Draw a digit on the black square: the answer appears when you lift the pen."
     else:
         image = uploaded_image()

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import MNIST_HELP, enlarge, load_model, mnist, model_in_use, percent
+from app_pages.common import MNIST_HELP, enlarge, load_model, mnist, mnist_source, model_in_use, percent
 from digit.data import DataError
 from digit.evaluation import Evaluation, evaluate
 
@@ -17,9 +17,9 @@ MISTAKES_SHOWN = 24
 
 
 @st.cache_data(max_entries=8, show_spinner="Scoring the model on the test set…")
-def evaluation(path: str, mtime: float) -> Evaluation:
-    """Score one model file (cached per path and modification time, so a new model is re-scored)."""
-    data = mnist()
+def evaluation(path: str, mtime: float, source: str) -> Evaluation:
+    """Score one model file on the test set (cached per file version, so a new model is re-scored)."""
+    data = mnist(source)
     return evaluate(load_model(path, mtime), data.x_test, data.y_test)
 
 
@@ -64,12 +64,12 @@ if in_use.model is None:
     st.error(in_use.warning or "No model is available.")
     st.stop()
 try:
-    data = mnist()
+    data = mnist(mnist_source())
 except DataError as error:
     st.error(f"MNIST is not reachable, so the model cannot be scored: {error} {MNIST_HELP}")
     st.stop()
 
-result = evaluation(str(in_use.entry.path), in_use.entry.mtime)
+result = evaluation(str(in_use.entry.path), in_use.entry.mtime, mnist_source())
 st.write(f"Model **{in_use.entry.name}** on the {result.n:,} MNIST test images.")
 accuracy, loss, wrong = st.columns(3)
 accuracy.metric("Test accuracy", percent(result.accuracy))

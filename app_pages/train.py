@@ -1,14 +1,23 @@
 """Train: retrain the network from the sidebar, watch loss and accuracy live, switch to the result.
 
-The run itself lives in digit.jobs, shared by the whole server: it goes on across reruns, page
-switches and closed tabs, and every visitor sees it. This page only starts, stops and draws it.
+The run itself lives in a digit.jobs.Runner that the whole server shares (common.training_runner):
+it goes on across reruns, page switches and closed tabs, and every visitor sees it. This page
+only starts, stops and draws it.
 """
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import MNIST_HELP, percent, promote_password, registry, use_model, visitor_id
+from app_pages.common import (
+    MNIST_HELP,
+    percent,
+    promote_password,
+    registry,
+    training_runner,
+    use_model,
+    visitor_id,
+)
 from digit import jobs
 from digit.config import ARCHITECTURES, MAX_EPOCHS, MAX_TRAIN_IMAGES, SEED_RECIPE, ConfigError, TrainConfig
 
@@ -99,7 +108,7 @@ def config_from_settings() -> TrainConfig:
 def start_run() -> None:
     """Start button: one run per server; a second visitor (or a double click) is told, not queued."""
     try:
-        jobs.runner().start(config_from_settings(), owner=visitor_id())
+        training_runner().start(config_from_settings(), owner=visitor_id())
     except ConfigError as error:
         notice("error", f"Cannot start: {error}")
     except jobs.Busy as error:
@@ -108,7 +117,7 @@ def start_run() -> None:
 
 def stop_run() -> None:
     """Stop button."""
-    if jobs.runner().stop():
+    if training_runner().stop():
         notice("info", "Stopping after the current batch…")
 
 
@@ -132,7 +141,7 @@ def show_notice() -> None:
 @st.fragment(run_every=1.0)
 def live_run() -> None:
     """Redrawn every second while a run is going on; a full rerun when it ends."""
-    snapshot = jobs.runner().snapshot()
+    snapshot = training_runner().snapshot()
     if not snapshot.active:
         st.rerun()
     show_progress(snapshot)
@@ -271,7 +280,7 @@ def duration(seconds: float) -> str:
     return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60} s"
 
 
-snapshot = jobs.runner().snapshot()
+snapshot = training_runner().snapshot()
 settings_sidebar(disabled=snapshot.active)
 st.title("Train")
 st.write("Retrain the network on MNIST with the settings in the sidebar and watch it learn.")

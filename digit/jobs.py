@@ -1,6 +1,6 @@
 """Training in a background thread, one run at a time per server process, watched by any page.
 
-    runner = jobs.runner()                      # the process's one runner, shared by every visitor
+    runner = jobs.Runner()                      # hold one per process (the app keeps it in st.cache_resource)
     runner.start(TrainConfig(epochs=2), owner="visitor-id")   # Busy when a run is going on
     snapshot = runner.snapshot()                # an immutable copy: curves, progress, time left, outcome
     runner.stop()                               # the run ends after the current batch; nothing is saved
@@ -8,12 +8,18 @@
 A run that completes is scored on the test set and saved to the registry (not served: promoting
 is a separate, deliberate step). A run that is stopped, diverges or raises saves nothing, so
 what is being served never changes because of it.
+
+Keras keeps layer names and scopes in thread-local state that `keras.backend.clear_session()`
+replaces for every thread at once, and Streamlit calls it after every script run. While a run
+is going on, clear_session therefore does nothing (see `_ClearSessionGuard`); otherwise a page
+rerun would reset the names of the model being built in the training thread.
 """
 
 from __future__ import annotations
 
 import functools
 import gc
+import logging
 import math
 import os
 import platform
@@ -34,6 +40,9 @@ ACTIVE = (LOADING, RUNNING, EVALUATING)
 
 MAX_POINTS = 600  # batch-level points kept per run: enough for a smooth curve, small to copy
 MAX_RUN_SECONDS = float(os.environ.get("DIGIT_MAX_RUN_SECONDS") or 3600)  # a public server's guard
+
+
+_log = logging.getLogger(__name__)
 
 
 class Busy(RuntimeError):
@@ -89,6 +98,7 @@ class Runner:
     def start(self, config: TrainConfig, owner: str | None = None) -> int:
         """Start a run and return its id; Busy if one is going on, ConfigError for bad settings."""
         config.validate()
+        guard = _keras_guard()
         with self._lock:
             if self._state.active:
                 raise Busy("a training run is already in progress on this server; wait for it to finish")
@@ -99,6 +109,7 @@ class Runner:
             self._thread = threading.Thread(
                 target=self._run, args=(run_id, config, self._stop), name=f"digit-train-{run_id}", daemon=True
             )
+            guard.enter()  # before the thread exists: no clear can reach its model building
             self._thread.start()
         return run_id
 
@@ -134,8 +145,10 @@ class Runner:
         try:
             self._train_and_save(run_id, config, stop)
         except Exception as error:  # a failed run must end visibly, whatever went wrong
+            _log.exception("training run %s failed", run_id)
             self._update(run_id, state=FAILED, seconds_left=None, message=_failure_message(error))
         finally:
+            _keras_guard().exit()
             gc.collect()
 
     def _train_and_save(self, run_id: int, config: TrainConfig, stop: threading.Event) -> None:
@@ -270,14 +283,36 @@ def _failure_message(error: Exception) -> str:
     )
 
 
-_RUNNER: Runner | None = None
-_RUNNER_LOCK = threading.Lock()
+class _ClearSessionGuard:
+    """Stands in for keras.backend.clear_session: clears only while no run is going on."""
+
+    digit_guard = True  # found by this attribute, even after this module is reloaded
+
+    def __init__(self, original: Callable) -> None:
+        self.original = original
+        self.lock = threading.Lock()
+        self.active = 0
+
+    def __call__(self, *args, **kwargs):
+        with self.lock:
+            if self.active == 0:
+                return self.original(*args, **kwargs)
+        return None
+
+    def enter(self) -> None:
+        with self.lock:  # waits for a clear in progress to finish
+            self.active += 1
+
+    def exit(self) -> None:
+        with self.lock:
+            self.active -= 1
 
 
-def runner() -> Runner:
-    """The server process's one runner, shared by every visitor and every page."""
-    global _RUNNER
-    with _RUNNER_LOCK:
-        if _RUNNER is None:
-            _RUNNER = Runner()
-        return _RUNNER
+def _keras_guard() -> _ClearSessionGuard:
+    """The process's one guard on keras.backend.clear_session, installed on first use."""
+    current = keras.backend.clear_session
+    if getattr(current, "digit_guard", False):
+        return current
+    guard = _ClearSessionGuard(current)
+    keras.backend.clear_session = keras.utils.clear_session = guard
+    return guard
