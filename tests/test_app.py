@@ -1,0 +1,293 @@
+"""Every page under Streamlit's AppTest: widgets exist, drawings are recognised, training runs and is promoted."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from digit.config import DEFAULT_MODEL_PATH, MAX_EPOCHS, MAX_TRAIN_IMAGES
+from digit.registry import Registry
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TRAIN, EVALUATE = "app_pages/train.py", "app_pages/evaluate.py"
+TIMEOUT = 90
+
+
+@pytest.fixture(scope="session")
+def untrained_path(tmp_path_factory) -> Path:
+    """The seed network, untrained: its sigmoid outputs are near uniform, so it is never sure."""
+    from digit.models import build_model, save_model
+
+    return save_model(build_model("seed"), tmp_path_factory.mktemp("untrained") / "untrained.keras")
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path, small_npz, untrained_path):
+    """An isolated registry, the small MNIST fixture, and the untrained model as the shipped one."""
+    monkeypatch.setenv("DIGIT_REGISTRY_DIR", str(tmp_path / "registry"))
+    monkeypatch.setenv("DIGIT_MNIST_NPZ", str(small_npz))
+    monkeypatch.setenv("DIGIT_MODEL_PATH", str(untrained_path))
+    return tmp_path
+
+
+@pytest.fixture
+def shipped(env, monkeypatch) -> Path:
+    """The real shipped model, for tests that need right answers."""
+    if not DEFAULT_MODEL_PATH.is_file():
+        pytest.skip(f"needs the shipped model at {DEFAULT_MODEL_PATH} (python -m digit train --out ...)")
+    monkeypatch.setenv("DIGIT_MODEL_PATH", str(DEFAULT_MODEL_PATH))
+    return DEFAULT_MODEL_PATH
+
+
+def app(page: str | None = None, **secrets) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for key, value in secrets.items():
+        at.secrets[key] = value
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def canvas_value(rgba: np.ndarray) -> dict:
+    """What streamlit-drawable-canvas 0.13 puts in session state after a stroke."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": url}, "backgroundFit": None}
+
+
+def as_canvas(digit28: np.ndarray) -> np.ndarray:
+    """An MNIST digit drawn the canvas's way: 280x280 RGBA, white ink on opaque black."""
+    gray = cv2.resize(digit28, (280, 280), interpolation=cv2.INTER_LINEAR)
+    return np.dstack([gray, gray, gray, np.full_like(gray, 255)])
+
+
+def draw(at: AppTest, rgba: np.ndarray) -> AppTest:
+    at.session_state["canvas"] = canvas_value(rgba)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def sidebar_text(at: AppTest) -> str:
+    return " ".join(str(e.value) for e in [*at.sidebar.markdown, *at.sidebar.caption])
+
+
+def png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+# Draw
+
+
+def test_draw_page_has_its_widgets_and_a_blank_canvas_shows_a_dash(env):
+    at = app()
+    assert [t.value for t in at.title] == ["Draw a digit"]
+    assert at.get("bidi_component")[0].key == "canvas"
+    assert at.slider(key="pen_width").value == 22
+    assert at.radio(key="input_source").options == ["Draw", "Upload"]
+    assert metric(at, "Prediction") == "–"
+    assert any("Draw a digit" in c.value for c in at.caption)
+    assert "untrained" in sidebar_text(at)
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_a_drawing_in_the_canvas_is_recognised(shipped, small_mnist, index):
+    digit = int(small_mnist.y_test[index])
+    at = draw(app(), as_canvas(small_mnist.x_test[index]))
+    assert metric(at, "Prediction") == str(digit)
+    assert metric(at, "Confidence").endswith("%")
+    assert at.get("vega_lite_chart"), "the ten probabilities are charted"
+    assert at.get("image"), "the 28x28 model input is shown"
+
+
+def test_a_blank_drawing_shows_a_dash_not_a_guess(env):
+    black = np.zeros((280, 280, 4), np.uint8)
+    black[..., 3] = 255
+    at = draw(app(), black)
+    assert metric(at, "Prediction") == "–"
+    assert not at.warning
+
+
+def test_low_confidence_says_not_sure(env, small_mnist):
+    at = draw(app(), as_canvas(small_mnist.x_test[0]))
+    [warning] = at.warning
+    assert warning.value.startswith("Not sure: ") and " or " in warning.value and warning.value.endswith("?")
+
+
+def test_an_uploaded_image_of_either_polarity_is_recognised(shipped, small_mnist):
+    at = app()
+    at.radio(key="input_source").set_value("Upload").run()
+    dark_on_light = 255 - cv2.resize(small_mnist.x_test[1], (200, 200))
+    at.file_uploader(key="upload").set_value(("digit.png", png(dark_on_light), "image/png")).run()
+    assert not at.exception and not at.error
+    assert metric(at, "Prediction") == str(small_mnist.y_test[1])
+
+
+def test_a_bad_upload_gets_a_clear_message_and_the_next_one_works(env, small_mnist):
+    at = app()
+    at.radio(key="input_source").set_value("Upload").run()
+    assert at.file_uploader(key="upload").allowed_type == [".png", ".jpg", ".jpeg", ".bmp", ".webp"]
+    at.file_uploader(key="upload").set_value(("notes.png", b'{"not": "an image"}', "image/png")).run()
+    assert not at.exception
+    [error] = at.error
+    assert error.value.startswith("Cannot read notes.png: not an image file")
+    assert metric(at, "Prediction") == "–"
+    at.file_uploader(key="upload").set_value(("seven.png", png(small_mnist.x_test[0]), "image/png")).run()
+    assert not at.error and metric(at, "Prediction") != "–"
+
+
+def test_a_broken_served_model_falls_back_to_the_shipped_one(env, untrained_path):
+    registry = Registry()
+    registry.root.mkdir(parents=True)
+    broken = registry.root / "cnn-broken.keras"
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr("config.json", "{}")
+    registry.promote("cnn-broken")
+    at = app()
+    assert "untrained" in sidebar_text(at)
+    assert any("could not be loaded" in w.value for w in at.sidebar.warning)
+
+
+def test_no_model_at_all_is_a_clear_error_not_a_crash(env, monkeypatch):
+    monkeypatch.setenv("DIGIT_MODEL_PATH", str(env / "missing.keras"))
+    at = app()
+    assert any("No model can be loaded" in e.value for e in at.error)
+    at.switch_page(EVALUATE).run()
+    assert not at.exception
+
+
+# Train
+
+
+def test_train_page_has_bounded_settings_and_start_stop(env):
+    at = app(TRAIN)
+    assert at.selectbox(key="cfg_arch").options == [
+        "cnn: VGG-style, 200k weights (default)",
+        "seed: the tutorial's network",
+    ]
+    epochs, images = at.number_input(key="cfg_epochs"), at.number_input(key="cfg_limit")
+    assert (epochs.value, epochs.max) == (2, MAX_EPOCHS)
+    assert (images.value, images.max) == (10_000, MAX_TRAIN_IMAGES)
+    for key in ("cfg_batch", "cfg_lr"):
+        assert at.select_slider(key=key).value
+    assert at.slider(key="cfg_val").value == 0.1 and at.toggle(key="cfg_augment").value
+    assert not at.button(key="train_start").disabled and at.button(key="train_stop").disabled
+    assert not at.text_input, "no password field when none is configured"
+    at.selectbox(key="cfg_arch").set_value("seed").run()
+    assert at.select_slider(key="cfg_batch").value == 32 and not at.toggle(key="cfg_augment").value
+
+
+def short_run(at: AppTest):
+    """Press Start with a tiny configuration and wait for the run to end."""
+    from app_pages.common import training_runner
+
+    at.number_input(key="cfg_epochs").set_value(1)
+    at.number_input(key="cfg_limit").set_value(300)
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    snapshot = training_runner().wait(TIMEOUT)
+    at.run()
+    return snapshot
+
+
+def test_a_short_run_updates_history_and_can_be_promoted(env):
+    at = app(TRAIN)
+    snapshot = short_run(at)
+    assert snapshot.state == "completed", snapshot.message
+    assert snapshot.batches and snapshot.epochs, "history was recorded"
+    assert any(snapshot.model_name in s.value for s in at.success)
+    assert metric(at, "Test accuracy").endswith("%")
+    assert Registry().served().shipped, "not served before it is promoted"
+
+    at.button(key="use_new_model").click().run()
+    assert Registry().served().name == snapshot.model_name
+    assert snapshot.model_name in sidebar_text(at)
+    assert snapshot.model_name in at.dataframe[0].value["model"].tolist()
+    at.switch_page("app_pages/draw.py").run()
+    assert snapshot.model_name in sidebar_text(at), "Draw uses the new model"
+    at.switch_page(EVALUATE).run()
+    assert any(snapshot.model_name in m.value for m in at.markdown), "Evaluate uses the new model"
+
+
+def test_with_a_password_promotion_is_for_everyone_only_with_it(env):
+    at = app(TRAIN, promote_password="open sesame")
+    name = short_run(at).model_name
+    at.button(key="use_new_model").click().run()
+    assert Registry().served().shipped, "no password: nothing changes for everyone"
+    assert "(your session only)" in sidebar_text(at) and name in sidebar_text(at)
+    at.text_input(key="promote_pw").input("wrong").run()
+    at.button(key="use_new_model").click().run()
+    assert Registry().served().shipped
+    assert any("wrong password" in s.value for s in at.success)
+    at.text_input(key="promote_pw").input("open sesame").run()
+    at.button(key="use_new_model").click().run()
+    assert Registry().served().name == name
+    assert "(your session only)" not in sidebar_text(at)
+
+
+def test_a_second_visitor_sees_the_run_and_cannot_start_another(env):
+    from app_pages.common import training_runner
+
+    first, second = app(TRAIN), app(TRAIN)
+    first.number_input(key="cfg_epochs").set_value(20)
+    first.number_input(key="cfg_limit").set_value(1000)
+    first.button(key="train_start").click().run()
+    try:
+        second.button(key="train_start").click().run()  # pressed on a page loaded before the run began
+        assert any("already in progress" in w.value for w in second.warning)
+        assert second.button(key="train_start").disabled
+        assert any("started by another visitor" in c.value for c in second.caption)
+        assert second.get("progress")
+    finally:
+        training_runner().stop()
+        snapshot = training_runner().wait(TIMEOUT)
+    assert snapshot.state == "stopped"
+    second.run()
+    assert any("nothing was saved" in i.value for i in second.info)
+    assert Registry().entries() == [] and Registry().served().shipped
+
+
+def test_training_without_mnist_says_what_to_do(env, monkeypatch):
+    monkeypatch.setenv("DIGIT_MNIST_NPZ", str(env / "missing.npz"))
+    at = app(TRAIN)
+    short_run(at)
+    [error] = at.error
+    assert "cannot load MNIST" in error.value and "DIGIT_MNIST_NPZ" in error.value
+
+
+# Evaluate
+
+
+def test_evaluate_page_scores_the_model_in_use(env, small_mnist):
+    at = app(EVALUATE)
+    assert metric(at, "Test accuracy").endswith("%")
+    assert float(metric(at, "Test loss")) > 0
+    report = at.dataframe[0].value
+    assert list(report.columns) == ["digit", "precision", "recall", "F1", "support"]
+    assert report["support"].sum() == len(small_mnist.y_test)
+    assert len(at.get("image")) >= 2, "confusion matrix and mistakes gallery"
+    assert any("untrained" in m.value for m in at.markdown)
+
+
+def test_evaluate_without_mnist_says_so(env, monkeypatch):
+    monkeypatch.setenv("DIGIT_MNIST_NPZ", str(env / "missing.npz"))
+    at = app(EVALUATE)
+    [error] = at.error
+    assert "MNIST is not reachable" in error.value and "DIGIT_MNIST_NPZ" in error.value
