@@ -79,7 +79,7 @@ wrong.metric("Mistakes", f"{int((result.predictions != result.labels).sum()):,}"
 matrix, report = st.columns([3, 2], gap="large")
 with matrix:
     figure = confusion_figure(result.confusion)
-    st.pyplot(figure, width="stretch")
+    st.pyplot(figure, width="stretch", alt="Confusion matrix")
     plt.close(figure)
 with report:
     st.subheader("Per digit")

@@ -1,0 +1,203 @@
+"""The app in a real browser: draw with the mouse, upload, train and stop, promote, evaluate.
+
+Each test is a new visitor (a fresh browser context) on the worker's own `streamlit run app.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import re
+import time
+
+import pytest
+from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from digit.config import DEFAULT_MODEL_PATH
+from digit.registry import Registry
+
+CANVAS = '[data-testid="stBidiComponentIsolated"] canvas.upper-canvas'
+RESET = 'button[aria-label="Reset canvas & history"]'
+UNDO = 'button[aria-label="Undo"]'
+PROGRESS = '[data-testid="stProgress"] [role="progressbar"]'
+RUN_SECONDS = 150  # generous: a 2-core machine shared with the other worker
+
+# Strokes in canvas pixels (the canvas is 280x280), drawn the way a person would.
+ONE = [[(140, 40), (140, 240)]]
+SEVEN = [[(75, 55), (205, 55), (165, 125), (125, 240)]]
+ZERO = [[(140 + 60 * math.sin(t / 40 * 2 * math.pi), 140 - 95 * math.cos(t / 40 * 2 * math.pi)) for t in range(41)]]
+SEVEN_BAR = [[(95, 45), (140, 45)]]
+
+
+@pytest.fixture
+def shipped_server(server) -> str:
+    if not DEFAULT_MODEL_PATH.is_file():
+        pytest.skip(f"right answers need the shipped model at {DEFAULT_MODEL_PATH}")
+    return server
+
+
+def settle(page, timeout: float = 30_000) -> None:
+    """Wait for the rerun an action caused (if any) to finish."""
+    with contextlib.suppress(PlaywrightTimeout):  # the rerun was quicker than us, or none was needed
+        page.locator('[data-testid="stApp"][data-test-script-state="running"]').wait_for(timeout=1500)
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=timeout)
+
+
+def open_app(page, url: str, path: str = "") -> None:
+    page.goto(f"{url}/{path}")
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=60_000)
+    page.locator('[data-testid="stSidebar"] .st-key-model_info').wait_for()
+
+
+def stroke(page, points: list[tuple[float, float]]) -> None:
+    """One pen stroke with the mouse: down, move through the points, up."""
+    box = page.locator(CANVAS).bounding_box()
+    (x, y), rest = points[0], points[1:]
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    page.mouse.down()
+    for (x0, y0), (x1, y1) in zip(points, rest, strict=False):
+        for i in range(1, 9):  # intermediate moves, as a real mouse reports them
+            page.mouse.move(box["x"] + x0 + (x1 - x0) * i / 8, box["y"] + y0 + (y1 - y0) * i / 8)
+    page.mouse.up()
+    settle(page)
+
+
+def draw(page, strokes) -> str:
+    for points in strokes:
+        stroke(page, points)
+    return prediction(page)
+
+
+def prediction(page) -> str:
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text="Prediction")
+    return metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def wait_for_prediction(page, expected: str, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (value := prediction(page)) != expected and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    return value
+
+
+def model_name(page) -> str:
+    return page.locator('[data-testid="stSidebar"] .st-key-model_info strong').inner_text().strip()
+
+
+def set_number(page, label: str, value: int) -> None:
+    field = page.get_by_role("spinbutton", name=label)
+    field.fill(str(value))
+    field.press("Enter")
+    settle(page)
+
+
+def progress(page) -> float:
+    return float(page.locator(PROGRESS).get_attribute("aria-valuenow") or 0)
+
+
+def test_drawn_digits_are_recognised_live_and_clear_resets(page, shipped_server):
+    open_app(page, shipped_server)
+    assert model_name(page) == "digit-cnn"
+    assert prediction(page) == "–"
+    for strokes, digit in ((ONE, "1"), (SEVEN, "7"), (ZERO, "0")):
+        assert draw(page, strokes) == digit
+        assert page.get_by_text("What the model sees").is_visible()
+        page.locator(RESET).click()
+        assert wait_for_prediction(page, "–") == "–"
+
+
+def test_undo_takes_back_the_last_stroke(page, shipped_server):
+    open_app(page, shipped_server)
+    assert draw(page, ONE) == "1"
+    draw(page, SEVEN_BAR)
+    page.locator(UNDO).click()
+    assert wait_for_prediction(page, "1") == "1"
+
+
+def upload(page, name: str, data: bytes) -> None:
+    page.get_by_text("Upload", exact=True).click()
+    settle(page)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+        {"name": name, "mimeType": "image/png", "buffer": data}
+    )
+    settle(page)
+
+
+def test_an_uploaded_png_is_recognised_and_a_bad_file_is_explained(page, shipped_server, small_mnist):
+    open_app(page, shipped_server)
+    dark_on_light = Image.fromarray(255 - small_mnist.x_test[0]).resize((240, 240))
+    buffer = io.BytesIO()
+    dark_on_light.save(buffer, "PNG")
+    upload(page, "digit.png", buffer.getvalue())
+    assert wait_for_prediction(page, str(small_mnist.y_test[0])) == str(small_mnist.y_test[0])
+    upload(page, "broken.png", b"\x89PNG\r\n\x1a\n truncated")
+    error = page.locator('[data-testid="stAlert"]').filter(has_text="Cannot read broken.png")
+    error.wait_for()
+    assert prediction(page) == "–"
+
+
+def test_training_is_live_survives_a_page_switch_and_stops(page, server, registry_dir):
+    registry = Registry(registry_dir)
+    served_before, saved_before = registry.served().name, len(registry.entries())
+    open_app(page, server, "train")
+    set_number(page, "Epochs", 20)
+    set_number(page, "Training images", 4000)
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_function(
+        f"() => Number(document.querySelector('{PROGRESS}')?.getAttribute('aria-valuenow')) > 0",
+        timeout=RUN_SECONDS * 1000,
+    )
+    first, chart = progress(page), page.locator('[data-testid="stVegaLiteChart"]').first.screenshot()
+    page.wait_for_function(
+        f"() => Number(document.querySelector('{PROGRESS}')?.getAttribute('aria-valuenow')) > {first}",
+        timeout=60_000,
+    )
+    assert page.locator('[data-testid="stVegaLiteChart"]').first.screenshot() != chart, "the chart grows"
+    assert re.search(r"about .* left", page.locator('[data-testid="stProgress"]').inner_text())
+
+    page.get_by_role("link", name="Draw").click()  # the page is not frozen, and the run goes on
+    page.locator(CANVAS).wait_for()
+    assert draw(page, ONE) != "–"
+    page.get_by_role("link", name="Train").click()
+    page.locator(PROGRESS).wait_for()
+    assert progress(page) >= first
+
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text("nothing was saved").wait_for(timeout=60_000)
+    assert registry.served().name == served_before and len(registry.entries()) == saved_before
+
+
+def test_a_promoted_model_is_used_by_draw(page, server, registry_dir):
+    registry = Registry(registry_dir)
+    before = registry.served().name
+    open_app(page, server, "train")
+    set_number(page, "Epochs", 1)
+    set_number(page, "Training images", 300)
+    page.get_by_role("button", name="Start training").click()
+    use = page.get_by_role("button", name="Use this model")
+    use.wait_for(timeout=RUN_SECONDS * 1000)
+    try:
+        use.click()
+        page.get_by_text("now answers for everyone").wait_for()
+        new = registry.served().name
+        assert new != before and model_name(page) == new
+        page.get_by_role("link", name="Draw").click()
+        page.locator(CANVAS).wait_for()
+        assert model_name(page) == new
+        assert draw(page, ONE) != "–"
+    finally:
+        registry.promote(before)  # other tests on this server expect the shipped model
+
+
+def test_evaluate_shows_scores_report_and_confusion_matrix(page, server):
+    open_app(page, server, "evaluate")
+    page.get_by_text("The most confident mistakes").wait_for(timeout=RUN_SECONDS * 1000)
+    accuracy = page.locator('[data-testid="stMetric"]').filter(has_text="Test accuracy")
+    assert accuracy.locator('[data-testid="stMetricValue"]').inner_text().endswith("%")
+    matrix = page.locator('[data-testid="stImage"] img[alt="Confusion matrix"]')
+    matrix.scroll_into_view_if_needed()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 300", arg=matrix.element_handle())
+    assert page.get_by_text("Per digit").is_visible()
+    assert page.locator('[data-testid="stDataFrame"]').count() == 1
