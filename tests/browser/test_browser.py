@@ -103,7 +103,7 @@ def test_drawn_digits_are_recognised_live_and_clear_resets(page, shipped_server)
     assert prediction(page) == "–"
     for strokes, digit in ((ONE, "1"), (SEVEN, "7"), (ZERO, "0")):
         assert draw(page, strokes) == digit
-        assert page.get_by_text("What the model sees").is_visible()
+        page.get_by_text("What the model sees").wait_for()
         page.locator(RESET).click()
         assert wait_for_prediction(page, "–") == "–"
 
@@ -173,6 +173,8 @@ def test_a_promoted_model_is_used_by_draw(page, server, registry_dir):
     registry = Registry(registry_dir)
     before = registry.served().name
     open_app(page, server, "train")
+    set_number(page, "Epochs", 500)  # out of bounds: refused with a message, the old value kept
+    page.get_by_text("Please enter a value between 1 and 100").wait_for()
     set_number(page, "Epochs", 1)
     set_number(page, "Training images", 300)
     page.get_by_role("button", name="Start training").click()
