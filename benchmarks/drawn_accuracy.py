@@ -57,6 +57,7 @@ class SetResult:
     labels: list[int] = field(default_factory=list)
     predictions: list[int] = field(default_factory=list)
     confidences: list[float] = field(default_factory=list)
+    prep_seconds: float = 0.0  # time spent preprocessing
 
     @property
     def accuracy(self) -> float:
@@ -114,7 +115,9 @@ def evaluate_drawn(
     failures: list[dict] = []
     for name, start, canvases, labels in drawn_chunks(x_test, y_test, n_mnist, per_digit, seed):
         for prep in preps:
+            began = time.perf_counter()
             inputs = [PREPARERS[prep](canvas) for canvas in canvases]
+            spent = time.perf_counter() - began
             ready = [i for i, x in enumerate(inputs) if x is not None]
             predictions = np.full(len(labels), BLANK)
             confidences = np.zeros(len(labels))
@@ -126,6 +129,7 @@ def evaluate_drawn(
             result.labels += labels.tolist()
             result.predictions += predictions.tolist()
             result.confidences += confidences.tolist()
+            result.prep_seconds += spent
             if prep == preps[0]:
                 failures += _failures(name, start, canvases, inputs, labels, predictions, confidences, keep_failures)
     return results, failures
@@ -221,6 +225,9 @@ def report(results: dict[str, dict[str, SetResult]], seed: int, per_digit: int) 
         + "".join(f"{100 * combined[p].accuracy:>11.2f}%" for p in preps)
     )
     summary["all"] = {p: combined[p].accuracy for p in preps}
+    ms = {p: 1000 * combined[p].prep_seconds / max(1, len(combined[p].labels)) for p in preps}
+    print(f"{'ms/canvas':<20}" + "".join(f"{ms[p]:>12.2f}" for p in preps))
+    summary["prep_ms_per_canvas"] = ms
     for name, by_prep in results.items():
         main = by_prep[preps[0]]
         poses = (
@@ -248,6 +255,7 @@ def _combined(results: dict[str, dict[str, SetResult]]) -> dict[str, SetResult]:
             total.labels += r.labels
             total.predictions += r.predictions
             total.confidences += r.confidences
+            total.prep_seconds += r.prep_seconds
     return out
 
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from digit.config import DIGIT_BOX, IMAGE_SIZE
-from digit.preprocessing import centre_by_mass, fit_in_box, ink_bounding_box, ink_intensity
+from digit.preprocessing import centre_by_mass, fit_in_box, ink_bounding_box, ink_intensity, preprocess
 
 # Stroke width over the digit's longer side, as `stroke_ratio` measures it: the median over
 # 2,000 MNIST test digits is 0.134 (5% to 95%: 0.098 to 0.201). Canvas drawings span 0.07 to 0.31.
@@ -33,10 +33,12 @@ def stroke_ratio(ink: np.ndarray) -> float:
     return stroke_width(ink) / max(ink.shape)
 
 
-def normalise_thickness(crop: np.ndarray, thicken: bool = True, thin: bool = True) -> np.ndarray:
-    """Dilate or erode a cropped digit so its stroke width matches MNIST's for its size."""
+def normalise_thickness(
+    crop: np.ndarray, thicken: bool = True, thin: bool = True, target: float = MNIST_STROKE_RATIO
+) -> np.ndarray:
+    """Dilate or erode a cropped digit so its stroke width over its size becomes `target` (MNIST's)."""
     width = stroke_width(crop)
-    change = MNIST_STROKE_RATIO * max(crop.shape) - width
+    change = target * max(crop.shape) - width
     radius = round(abs(change) / 2)
     if radius < 1 or (change > 0 and not thicken) or (change < 0 and not thin):
         return crop
@@ -85,9 +87,27 @@ def restroke(crop: np.ndarray) -> np.ndarray:
     return canvas.astype(np.float32) / 255.0
 
 
+def full_contrast(gray: np.ndarray) -> np.ndarray:
+    """Stretch faint or coloured ink so that its strong pixels reach 1, as MNIST's do."""
+    ink = gray[gray >= 0.2]
+    if ink.size == 0:
+        return gray
+    top = float(np.percentile(ink, 90))
+    return np.clip(gray / top, 0.0, 1.0) if 0.2 < top < 0.98 else gray
+
+
+def _with_contrast(prepare):
+    return lambda image: prepare(full_contrast(ink_intensity(image)))
+
+
 PROPOSALS = {
     "restroke": _preprocess_with(restroke),
     "thickness": _preprocess_with(normalise_thickness),
     "thicken": _preprocess_with(lambda crop: normalise_thickness(crop, thin=False)),
     "thin": _preprocess_with(lambda crop: normalise_thickness(crop, thicken=False)),
+    "thin@0.16": _preprocess_with(lambda crop: normalise_thickness(crop, thicken=False, target=0.16)),
+    "thin@0.12": _preprocess_with(lambda crop: normalise_thickness(crop, thicken=False, target=0.12)),
+    "thickness@0.12": _preprocess_with(lambda crop: normalise_thickness(crop, target=0.12)),
 }
+PROPOSALS["contrast"] = _with_contrast(preprocess)
+PROPOSALS["thin+contrast"] = _with_contrast(PROPOSALS["thin"])
