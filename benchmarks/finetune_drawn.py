@@ -104,6 +104,12 @@ def scores(model, data, n_mnist: int, per_digit: int, preps: tuple[str, ...]) ->
     return out
 
 
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -123,7 +129,7 @@ def main() -> int:
     from digit.data import load_npz
 
     data = load_npz(find_full_mnist() or sys.exit("needs the full MNIST set"))
-    preps = (args.prep, "thin")
+    preps = tuple(dict.fromkeys((args.prep, "plain", "mnist", "thin")))
     began = time.perf_counter()
     plain_x, plain_y = redrawn_training_digits(data.x_train, data.y_train, args.redrawn, 101, args.prep)
     flag_x, flag_y = redrawn_training_digits(data.x_train, data.y_train, args.redrawn, 101, args.prep, flags=0.6)
@@ -148,7 +154,10 @@ def main() -> int:
         print(name, out[name], flush=True)
         if args.save:
             model.save(RESULTS / f"finetuned-{len(out)}.keras")
-    out["settings"] = vars(args) | {"model": str(args.model)}
+    out["settings"] = vars(args) | {
+        "model": str(args.model),
+        "preprocessing.py": _digest(PROJECT / "digit" / "preprocessing.py"),
+    }
     path = RESULTS / "finetune-drawn.json"
     path.write_text(json.dumps(out, indent=2, default=str) + "\n")
     print(f"wrote {path} ({time.perf_counter() - began:.0f} s)")

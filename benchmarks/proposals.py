@@ -101,6 +101,8 @@ def _with_contrast(prepare):
 
 
 PROPOSALS = {
+    # The pipeline as committed before thickness normalisation: crop, fit in 20 px, centre by mass.
+    "plain": _preprocess_with(lambda crop: crop),
     "restroke": _preprocess_with(restroke),
     "thickness": _preprocess_with(normalise_thickness),
     "thicken": _preprocess_with(lambda crop: normalise_thickness(crop, thin=False)),
