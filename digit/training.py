@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from digit.augment import add_style_variants
 from digit.config import TrainConfig
 from digit.data import Dataset, to_model_input
 from digit.models import build_model
@@ -41,6 +42,8 @@ def train(
     keras.utils.set_random_seed(config.seed)
     data = data.limited(config.limit)
     train_x, train_y, val = _split(data, config.validation_split)
+    if config.augment:
+        train_x = add_style_variants(train_x, train_y, config.seed)
     steps_per_epoch = int(np.ceil(len(train_x) / config.batch_size))
     model = build_model(config.arch)
     model.compile(
