@@ -146,13 +146,13 @@ def _add_flag(big: np.ndarray, mask: np.ndarray, pen: int, rng: np.random.Genera
     rows = np.flatnonzero(mask.any(axis=1))
     top, bottom = rows[0], rows[-1]
     height = bottom - top
-    x_top = float(np.flatnonzero(mask[top + pen // 2]).mean())
+    x_top = float(np.flatnonzero(mask[top : top + pen].any(axis=0)).mean())
     length = height * rng.uniform(0.25, 0.55)
     angle = np.radians(rng.uniform(20, 60))  # below the horizontal: a flag falls, a 7's bar does not
     end = (x_top - length * np.cos(angle), top + pen / 2 + length * np.sin(angle))
     _line(big, (x_top, top + pen / 2), end, pen)
     if rng.random() < 0.3:  # a base, as some people write it
-        x_bottom = float(np.flatnonzero(mask[bottom - pen // 2]).mean())
+        x_bottom = float(np.flatnonzero(mask[bottom - pen + 1 : bottom + 1].any(axis=0)).mean())
         half = height * rng.uniform(0.15, 0.3)
         y = bottom - pen / 2
         _line(big, (x_bottom - half, y), (x_bottom + half, y), pen)
