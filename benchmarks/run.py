@@ -578,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     train_data, train_source = (full, str(full_path)) if full else (fixture, f"fixture {FIXTURE_NPZ.name}")
     started = time.perf_counter()
+    load_before = _load_average()
     model = digit.load_model(model_paths[0]) if model_paths else None
     if model is None:
         report.skip(
@@ -603,7 +604,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name} ...", flush=True)
         measure()
 
+    load_after = _load_average()
     print("\n" + format_table(table_rows(report.results)))
+    print(f"machine load (1-minute average) before/after: {load_before} / {load_after} on {os.cpu_count()} cores")
     for line in report.skipped:
         print(f"skipped: {line}")
     out = {
@@ -613,6 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": vars(settings),
         "models": [str(p) for p in model_paths],
         "seconds": time.perf_counter() - started,
+        "load_average_before_after": [load_before, load_after],
         **report.results,
         "skipped": report.skipped,
     }
@@ -620,6 +624,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(out, indent=2, default=str) + "\n")
     print(f"\nwrote {args.out} ({out['seconds']:.0f} s)")
     return 0
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average: figures taken while other work runs are slower and noisier."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _test_images(full, fixture) -> tuple[np.ndarray, np.ndarray, str]:
