@@ -125,10 +125,10 @@ def test_no_card_reads_as_empty(tmp_path):
 
 
 def test_saved_file_holds_no_optimizer_state(tmp_path):
-    model = build_model("cnn")
+    model = build_model("seed")
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.train_on_batch(np.zeros((2, 28, 28, 1), np.float32), np.array([0, 1]))
-    plain = save_model(build_model("cnn"), tmp_path / "plain.keras")
+    plain = save_model(build_model("seed"), tmp_path / "plain.keras")
     trained = save_model(model, tmp_path / "trained.keras")
     assert trained.stat().st_size < 1.2 * plain.stat().st_size  # Adam's state would make it ~3x
     load_model(trained)
