@@ -11,6 +11,7 @@ import hmac
 import uuid
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import streamlit as st
 
@@ -138,13 +139,14 @@ MNIST_HELP = (
 
 
 def enlarge(image: np.ndarray, size: int = 168) -> np.ndarray:
-    """A [0, 1] or uint8 image scaled up with nearest-neighbour, so each pixel stays a crisp square."""
-    array = np.asarray(image, dtype=np.float32)
-    if array.max(initial=0) > 1.0:
-        array = array / 255.0
-    factor = max(1, size // max(array.shape[:2]))
-    big = np.kron(np.clip(array, 0, 1), np.ones((factor, factor), np.float32))
-    return (big * 255).astype(np.uint8)
+    """A uint8 or [0, 1] float image scaled up with nearest-neighbour, so each pixel stays a crisp square."""
+    array = np.asarray(image)
+    if np.issubdtype(array.dtype, np.floating):
+        array = (np.clip(np.nan_to_num(array), 0.0, 1.0) * 255).round()
+    array = array.astype(np.uint8)
+    scale = size / max(array.shape[:2])
+    width, height = max(1, round(array.shape[1] * scale)), max(1, round(array.shape[0] * scale))
+    return cv2.resize(array, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
 def percent(value: float | None) -> str:

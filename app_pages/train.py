@@ -152,8 +152,10 @@ def show_progress(snapshot: jobs.Snapshot) -> None:
     """Progress bar with epoch, batch and time left."""
     epochs = snapshot.config.get("epochs", 0)
     epoch = snapshot.batches[-1]["epoch"] if snapshot.batches else 1
-    if snapshot.state == jobs.LOADING or not snapshot.total_steps:
-        text = "Loading MNIST and building the model…"
+    if snapshot.state == jobs.LOADING:
+        text = "Loading MNIST…"
+    elif not snapshot.steps_done:
+        text = "Building the model and compiling its first training step (the slowest one)…"
     elif snapshot.state == jobs.EVALUATING:
         text = "Scoring on the test set…"
     else:
@@ -189,7 +191,7 @@ def curve_chart(snapshot: jobs.Snapshot, metric: str) -> alt.LayerChart:
         y=alt.Y(f"{metric}:Q", title=None, scale=scale),
         color=alt.Color(
             "curve:N",
-            scale=alt.Scale(domain=["training", "validation"]),
+            scale=alt.Scale(domain=["training", "validation"], range=["#4f46e5", "#f59e0b"]),
             legend=alt.Legend(orient="bottom", title=None),
         ),
     )

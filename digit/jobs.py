@@ -200,6 +200,7 @@ class Recorder(keras.callbacks.Callback):
         self.report, self.stop, self.max_seconds = report, stop, max_seconds
         self.stop_reason = ""
         self.steps_per_epoch, self.total_steps, self.every, self.epoch = 1, 1, 1, 0
+        self.seen: tuple[int, dict[str, float]] = (0, {})
         self.batches: list[dict] = []
         self.epochs: list[dict] = []
         self.began = time.monotonic()
@@ -214,11 +215,13 @@ class Recorder(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        self.seen = (0, {})  # batches so far this epoch, and the sums of their metrics
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.epoch * self.steps_per_epoch + batch + 1
         if step % self.every == 0 or batch + 1 == self.steps_per_epoch:
-            self.batches.append({"step": step, "epoch": self.epoch + 1, **_floats(logs, "loss", "accuracy")})
+            recent = self._since_last_point(batch + 1, _floats(logs, "loss", "accuracy"))
+            self.batches.append({"step": step, "epoch": self.epoch + 1, **recent})
             self.report(batches=tuple(self.batches), steps_done=step, seconds_left=self._left(step))
         self._obey_stop()
 
@@ -227,6 +230,22 @@ class Recorder(keras.callbacks.Callback):
         metrics = _floats(logs, "loss", "accuracy", "val_loss", "val_accuracy")
         self.epochs.append({"epoch": epoch + 1, "step": step, **metrics})
         self.report(epochs=tuple(self.epochs), steps_done=step, seconds_left=self._left(step))
+
+    def _since_last_point(self, count: int, running: dict[str, float]) -> dict[str, float]:
+        """The mean over the batches since the last point.
+
+        Keras logs means over the epoch so far, which reset at each epoch and would put a step in
+        the curve there. (Counting batches, not images, is off only for an epoch's short last batch.)
+        """
+        last_count, last_sums = self.seen
+        sums = {k: v * count for k, v in running.items()}
+        self.seen = (count, sums)
+        recent = {k: (sums[k] - last_sums.get(k, 0.0)) / (count - last_count) for k in sums}
+        if "accuracy" in recent:
+            recent["accuracy"] = min(max(recent["accuracy"], 0.0), 1.0)
+        if "loss" in recent:
+            recent["loss"] = max(recent["loss"], 0.0)
+        return recent
 
     def _left(self, step: int) -> float | None:
         # Timed from the first finished batch: the first one includes tracing the model, seconds here.
