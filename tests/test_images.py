@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from digit.images import MAX_FILE_BYTES, read_image_bytes, read_image_file
@@ -338,3 +340,23 @@ def test_bytes_are_decoded_in_memory(monkeypatch, fmt):
     for module, name in [(builtins, "open"), (tempfile, "mkstemp"), (tempfile, "NamedTemporaryFile")]:
         monkeypatch.setattr(module, name, no_disk)
     assert read_image_bytes(data).shape[:2] == digit_image().shape
+
+
+SEED_FILES = [encode(digit_image(), fmt) for fmt in ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(SEED_FILES),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8),
+    st.integers(1, 10**6),
+)
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow warns about corrupt EXIF, then copes
+def test_damaged_files_give_an_array_or_image_error(data, changes, keep):
+    damaged = bytearray(data)
+    for position, value in changes:
+        damaged[position % len(damaged)] = value
+    try:
+        preprocess(read_image_bytes(bytes(damaged[: keep % len(damaged) + 1])))  # decoded, then prepared
+    except ImageError as error:
+        assert str(error) and "\n" not in str(error)
