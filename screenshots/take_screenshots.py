@@ -16,8 +16,8 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from tests.browser.test_browser import PROGRESS, SEVEN, draw, open_app, set_number, settle  # noqa: E402
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.test_browser import PROGRESS, SEVEN, draw, open_app, set_number, settle
 
 HERE = Path(__file__).resolve().parent
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -49,6 +49,7 @@ def main(url: str) -> None:
         page.wait_for_timeout(1500)
         page.screenshot(path=HERE / "train-done.png", full_page=True)
 
+        page.set_viewport_size({"width": 1400, "height": 1350})  # the app scrolls inside itself: show the gallery
         open_app(page, url, "evaluate")
         page.get_by_text("The most confident mistakes").wait_for()
         page.wait_for_timeout(2000)
