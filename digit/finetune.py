@@ -37,7 +37,7 @@ class FinetuneConfig:
     batch_size: int = 64
     learning_rate: float = 3e-4
     oversample: int = 8  # each correction is shown this many times per epoch (fewer for large sets)
-    replay: float = 2.0  # MNIST images per correction shown
+    replay: float = 3.0  # MNIST images per correction shown
     min_replay: int = 1_000
     augment: bool = True
     freeze_batchnorm: bool = True  # keep MNIST's normalisation statistics: the main guard against forgetting

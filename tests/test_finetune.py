@@ -20,7 +20,7 @@ from digit.finetune import (
 )
 from digit.training import STOPPED, TrainResult, train
 
-QUICK = FinetuneConfig(epochs=3, learning_rate=1e-3, oversample=4, min_replay=200)
+QUICK = FinetuneConfig(epochs=3, learning_rate=1e-3, oversample=4, replay=2.0, min_replay=200)
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +151,16 @@ def test_trainable_copy_is_independent(base):
     copy = trainable_copy(base, freeze_batchnorm=False)
     copy.layers[0].kernel.assign(np.zeros(copy.layers[0].kernel.shape, np.float32))
     assert not np.array_equal(np.array(base.layers[0].kernel), np.array(copy.layers[0].kernel))
+
+
+def test_the_benchmark_writer_is_consistent_and_disjoint(small_mnist):
+    from benchmarks import finetune_writer as bench
+
+    train_idx, test_idx = bench.writer_split(small_mnist.y_test, seed=0, corrections=3, tests=5)
+    assert len(train_idx) == 30 and len(test_idx) == 50 and not set(train_idx) & set(test_idx)
+    sevens = train_idx[small_mnist.y_test[train_idx] == 7][:1]
+    plain = bench.Writer(crossed_sevens=False, flagged_ones=False)
+    canvases, inputs = bench.render(small_mnist.x_test[sevens], small_mnist.y_test[sevens], bench.Writer(), seed=0)
+    _, plain_inputs = bench.render(small_mnist.x_test[sevens], small_mnist.y_test[sevens], plain, seed=0)
+    assert canvases.shape == (1, 280, 280, 4) and inputs.shape == (1, 28, 28) and inputs.max() > 200
+    assert canvases[0, ..., 0].sum() > 0 and not np.array_equal(inputs, plain_inputs)  # the crossbar shows
