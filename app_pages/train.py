@@ -225,6 +225,7 @@ def show_outcome(snapshot: jobs.Snapshot) -> None:
 def choose_model(name: str) -> None:
     """Use this model: for everyone when allowed, else in this session only."""
     notice("success", use_model(name, st.session_state.get("promote_pw", "")))
+    st.session_state["saved_choice"] = name  # the list below shows the model just chosen
 
 
 def saved_models() -> None:

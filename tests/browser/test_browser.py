@@ -10,6 +10,7 @@ import io
 import math
 import re
 import time
+import zipfile
 
 import pytest
 from PIL import Image
@@ -58,8 +59,9 @@ def stroke(page, points: list[tuple[float, float]]) -> None:
     page.mouse.move(box["x"] + x, box["y"] + y)
     page.mouse.down()
     for (x0, y0), (x1, y1) in zip(points, rest, strict=False):
-        for i in range(1, 9):  # intermediate moves, as a real mouse reports them
-            page.mouse.move(box["x"] + x0 + (x1 - x0) * i / 8, box["y"] + y0 + (y1 - y0) * i / 8)
+        steps = max(1, round(math.dist((x0, y0), (x1, y1)) / 15))  # a move every ~15 px, as a mouse reports
+        for i in range(1, steps + 1):
+            page.mouse.move(box["x"] + x0 + (x1 - x0) * i / steps, box["y"] + y0 + (y1 - y0) * i / steps)
     page.mouse.up()
     settle(page)
 
@@ -108,10 +110,18 @@ def test_drawn_digits_are_recognised_live_and_clear_resets(page, shipped_server)
         assert wait_for_prediction(page, "–") == "–"
 
 
-def test_undo_takes_back_the_last_stroke(page, shipped_server):
+def test_pen_width_keeps_the_drawing_and_undo_takes_back_a_stroke(page, shipped_server):
     open_app(page, shipped_server)
     assert draw(page, ONE) == "1"
-    draw(page, SEVEN_BAR)
+    slider = page.get_by_role("slider", name="Pen width")
+    slider.focus()
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")
+    settle(page)
+    pen = page.locator('[data-testid="stSlider"]').filter(has_text="Pen width")
+    assert int(pen.locator('[data-testid="stSliderThumbValue"]').inner_text()) > 22
+    assert prediction(page) == "1", "changing the pen keeps the drawing"
+    draw(page, SEVEN_BAR)  # drawn with the thicker pen
     page.locator(UNDO).click()
     assert wait_for_prediction(page, "1") == "1"
 
@@ -185,6 +195,11 @@ def test_a_promoted_model_is_used_by_draw(page, server, registry_dir):
         page.get_by_text("now answers for everyone").wait_for()
         new = registry.served().name
         assert new != before and model_name(page) == new
+        settle(page)
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download .keras").click()  # the selected model: the served one
+        assert download.value.suggested_filename == f"{new}.keras"
+        assert zipfile.is_zipfile(download.value.path())
         page.get_by_role("link", name="Draw").click()
         page.locator(CANVAS).wait_for()
         assert model_name(page) == new
