@@ -110,6 +110,28 @@ def test_drawn_digits_are_recognised_live_and_clear_resets(page, shipped_server)
         assert wait_for_prediction(page, "–") == "–"
 
 
+def test_a_finger_draws_on_a_phone(browser, shipped_server):
+    context = browser.new_context(viewport={"width": 430, "height": 900}, has_touch=True, is_mobile=True)
+    try:
+        page = context.new_page()
+        open_app(page, shipped_server)
+        box = page.locator(CANVAS).bounding_box()
+        touch = context.new_cdp_session(page)  # Playwright can tap but not drag a finger; the protocol can
+
+        def finger(kind: str, x: float = 0, y: float = 0) -> None:
+            points = [] if kind == "touchEnd" else [{"x": box["x"] + x, "y": box["y"] + y}]
+            touch.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+        finger("touchStart", 140, 40)
+        for y in range(50, 250, 10):
+            finger("touchMove", 140, y)
+        finger("touchEnd")
+        settle(page)
+        assert wait_for_prediction(page, "1") == "1"
+    finally:
+        context.close()
+
+
 def test_pen_width_keeps_the_drawing_and_undo_takes_back_a_stroke(page, shipped_server):
     open_app(page, shipped_server)
     assert draw(page, ONE) == "1"
