@@ -94,3 +94,51 @@ def test_a_new_local_session_loads_what_was_kept(monkeypatch, tmp_path):
     at = AppTest.from_function(_script, default_timeout=30)
     at.run()
     assert len(_store(at)) == 1 and at.checkbox(key="corrections_on_disk").value
+
+
+def _finetune_script():
+    import streamlit as st
+
+    from app_pages import corrections_ui
+
+    config = corrections_ui.render_finetune_controls()
+    if config is not None:
+        st.session_state["asked"] = config
+
+
+def _filled(n: int) -> CorrectionSet:
+    store = CorrectionSet()
+    for i in range(n):
+        store.add(np.full((28, 28), i, np.uint8), None, i % 10)
+    return store
+
+
+def test_finetune_needs_enough_corrections_then_returns_the_settings():
+    at = AppTest.from_function(_finetune_script, default_timeout=30)
+    at.session_state["corrections"] = _filled(3)
+    at.run()
+    assert not at.exception and at.info and not [b for b in at.button if b.key == "finetune-start"]
+    at.session_state["corrections"] = _filled(12)
+    at.run()
+    at.slider(key="finetune-epochs").set_value(2)
+    at.button(key="finetune-start").click().run()
+    asked = at.session_state["asked"]
+    assert asked.epochs == 2 and asked.learning_rate == 3e-4 and not at.exception
+    assert any("12 corrections × 8" in c.value for c in at.caption)
+
+
+def _report_script():
+    from app_pages import corrections_ui
+    from digit.finetune import CrossValidation, FinetuneReport
+
+    cv = CrossValidation(before=0.8, after=0.93, fold_accuracies=(0.9, 0.96), folds=2, status="completed")
+    corrections_ui.render_finetune_report(FinetuneReport(0.9943, 0.9930, 10_000, 100, cv))
+
+
+def test_the_report_shows_both_measures_and_warns_past_the_bound():
+    at = AppTest.from_function(_report_script, default_timeout=30)
+    at.run()
+    assert not at.exception
+    assert [m.value for m in at.metric] == ["99.30%", "93.0%"]
+    assert "-0.13 points" in at.metric[0].delta and "+13.0 points" in at.metric[1].delta
+    assert at.warning and "more than the 0.1 allowed" in at.warning[0].value
