@@ -39,8 +39,12 @@ def test_table_aligns_columns():
 def test_verdict_and_rows():
     assert run._verdict(0.01, 0.05).endswith("met")
     assert "NOT met" in run._verdict(0.2, 0.05)
-    rows = run.table_rows({"ui_overhead": {"overhead": 0.02}})
-    assert rows[0][1] == "2.0%"
+    rows = run.table_rows({"ui_overhead": {"overhead": 0.02, "overhead_median": 0.01, "batches_timed": [5, 5]}})
+    assert rows[0][1] == "+2.0% (median +1.0%)"
+
+
+def test_trimmed_mean_drops_stalls():
+    assert run.trimmed_mean([1.0] * 9 + [100.0]) == 1.0
 
 
 def test_set_result_scores_and_confusions():
