@@ -39,10 +39,10 @@ def shipped_server(server) -> str:
     return server
 
 
-def settle(page, timeout: float = 30_000) -> None:
-    """Wait for the rerun an action caused (if any) to finish."""
+def settle(page, timeout: float = 30_000, start_within: float = 1500) -> None:
+    """Wait for the rerun an action caused (if any) to start, then to finish."""
     with contextlib.suppress(PlaywrightTimeout):  # the rerun was quicker than us, or none was needed
-        page.locator('[data-testid="stApp"][data-test-script-state="running"]').wait_for(timeout=1500)
+        page.locator('[data-testid="stApp"][data-test-script-state="running"]').wait_for(timeout=start_within)
     page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=timeout)
 
 
@@ -63,7 +63,7 @@ def stroke(page, points: list[tuple[float, float]]) -> None:
         for i in range(1, steps + 1):
             page.mouse.move(box["x"] + x0 + (x1 - x0) * i / steps, box["y"] + y0 + (y1 - y0) * i / steps)
     page.mouse.up()
-    settle(page)
+    settle(page, start_within=8000)  # every stroke reruns the app; on a busy machine it may start late
 
 
 def draw(page, strokes) -> str:
@@ -77,7 +77,7 @@ def prediction(page) -> str:
     return metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
 
 
-def wait_for_prediction(page, expected: str, timeout: float = 10.0) -> str:
+def wait_for_prediction(page, expected: str, timeout: float = 20.0) -> str:
     deadline = time.monotonic() + timeout
     while (value := prediction(page)) != expected and time.monotonic() < deadline:
         page.wait_for_timeout(200)
