@@ -39,8 +39,10 @@ def test_table_aligns_columns():
 def test_verdict_and_rows():
     assert run._verdict(0.01, 0.05).endswith("met")
     assert "NOT met" in run._verdict(0.2, 0.05)
-    rows = run.table_rows({"ui_overhead": {"overhead": 0.02, "overhead_median": 0.01, "batches_timed": [5, 5]}})
-    assert rows[0][1] == "+2.0% (median +1.0%)"
+    overhead = {"overhead": 0.0002, "hook_ms_per_batch": 0.05, "batch_ms": 300.0, "ab_overhead": 0.01, "aa_noise": 0.02}
+    rows = run.table_rows({"ui_overhead": {**overhead, "batches_timed": [5, 5]}})
+    assert rows[0][1] == "0.02% (0.050 ms of 300 ms a batch)"
+    assert rows[0][2].endswith(": met")
 
 
 def test_trimmed_mean_drops_stalls():
