@@ -111,5 +111,31 @@ PROPOSALS = {
     "thin@0.12": _preprocess_with(lambda crop: normalise_thickness(crop, thicken=False, target=0.12)),
     "thickness@0.12": _preprocess_with(lambda crop: normalise_thickness(crop, target=0.12)),
 }
+
+
+def _patched(**constants):
+    """digit.preprocess with some of its module constants changed for the call (single-threaded use)."""
+    import digit.preprocessing as module
+
+    def prepare(image: np.ndarray) -> np.ndarray | None:
+        saved = {name: getattr(module, name) for name in constants if hasattr(module, name)}
+        if len(saved) < len(constants):
+            return preprocess(image)  # a preprocessing without these knobs: unchanged
+        try:
+            for name, value in constants.items():
+                setattr(module, name, value)
+            return preprocess(image)
+        finally:
+            for name, value in saved.items():
+                setattr(module, name, value)
+
+    return prepare
+
+
+# Knobs of the current digit.preprocess: the canvas is first shrunk to WORK_SIZE (160), and the
+# cropped digit to THICKNESS_WORK_SIZE (64) before its strokes are thinned or thickened.
+PROPOSALS["work280"] = _patched(WORK_SIZE=280)
+PROPOSALS["thickwork96"] = _patched(THICKNESS_WORK_SIZE=96)
+PROPOSALS["work280+thickwork96"] = _patched(WORK_SIZE=280, THICKNESS_WORK_SIZE=96)
 PROPOSALS["contrast"] = _with_contrast(preprocess)
 PROPOSALS["thin+contrast"] = _with_contrast(PROPOSALS["thin"])
