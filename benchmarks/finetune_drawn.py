@@ -119,7 +119,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs (default: 1)")
     parser.add_argument("--learning-rate", type=float, default=3e-4, help="starting rate (default: 0.0003)")
     parser.add_argument(
-        "--prep", default="mnist", help="preprocessing for the re-drawn digits and the evaluation (default: mnist)"
+        "--prep",
+        default="mnist",
+        help="preprocessing of the re-drawn training digits (default: mnist, digit.preprocess)",
     )
     parser.add_argument("--mnist", type=int, default=2000, help="re-drawn test digits to score on (default: 2000)")
     parser.add_argument("--per-digit", type=int, default=50, help="templates per digit to score on (default: 50)")
