@@ -17,6 +17,7 @@ page = st.navigation(
         st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", default=True),
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+        st.Page("app_pages/corrections.py", title="My corrections", icon=":material/fact_check:"),
     ]
 )
 

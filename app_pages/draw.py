@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas  # only here: it cannot be imported outside a running app
 
+from app_pages import corrections_ui
 from app_pages.common import enlarge, model_in_use
 from digit.images import read_image_bytes
 from digit.inference import Prediction, predict
@@ -68,6 +69,7 @@ def show_prediction(model, image: np.ndarray | None, hint: str) -> None:
         st.warning(f"Not sure: {prediction.digit} or {prediction.runner_up}?")
     st.altair_chart(probability_chart(prediction), width="stretch")
     st.image(enlarge(prediction.model_input, 168), width=168, caption="What the model sees (28×28, enlarged)")
+    corrections_ui.render_feedback(prediction, image)
     with st.expander("How the image becomes 28×28"):
         show_steps(image)
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app_pages import corrections_ui
 from app_pages.common import MNIST_HELP, enlarge, load_model, mnist, mnist_source, model_in_use, percent
 from digit.data import DataError
 from digit.evaluation import Evaluation, evaluate
@@ -45,6 +46,21 @@ def report_table(result: Evaluation) -> pd.DataFrame:
         for d, s in enumerate(result.per_class)
     ]
     return pd.DataFrame(rows)
+
+
+def show_corrections_score(model) -> None:
+    """The same scores on this visitor's own corrections, where there are any."""
+    st.subheader("On your corrections")
+    data = corrections_ui.corrections_for_evaluation()
+    if data is None:
+        st.caption("No corrections yet: tell the Draw page when it is wrong (or right) to build your own test set.")
+        return
+    mine = evaluate(model, *data)
+    accuracy, loss, count = st.columns(3)
+    accuracy.metric("Accuracy", percent(mine.accuracy))
+    loss.metric("Loss", f"{mine.loss:.4f}")
+    count.metric("Drawings", f"{mine.n:,}")
+    show_mistakes(mine, data[0])
 
 
 def show_mistakes(result: Evaluation, images: np.ndarray) -> None:
@@ -91,3 +107,5 @@ with report:
 
 st.subheader("The most confident mistakes")
 show_mistakes(result, data.x_test)
+
+show_corrections_score(in_use.model)

@@ -9,8 +9,13 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from app_pages import corrections_ui
 from app_pages.common import (
     MNIST_HELP,
+    load_model,
+    mnist,
+    mnist_source,
+    model_in_use,
     percent,
     promote_password,
     registry,
@@ -220,6 +225,54 @@ def show_outcome(snapshot: jobs.Snapshot) -> None:
     st.caption(settings_text(snapshot.config))
     if snapshot.batches:
         show_curves(snapshot)
+    if snapshot.state == jobs.COMPLETED and snapshot.config.get("kind") == "finetune":
+        finetune_report(snapshot)
+
+
+def finetune_section(snapshot: jobs.Snapshot) -> None:
+    """Fine-tune the model in use on this visitor's corrections, as a run like any other."""
+    st.subheader("Fine-tune on your corrections")
+    config = corrections_ui.render_finetune_controls(disabled=snapshot.active)
+    if config is None:
+        return
+    from digit.finetune import finetune_task
+
+    in_use, store = model_in_use(), corrections_ui.corrections()
+    try:
+        task = finetune_task(in_use.model, store.images, store.labels, config)
+        training_runner().start(config, owner=visitor_id(), task=task)
+    except (ConfigError, ValueError) as error:
+        notice("error", f"Cannot fine-tune: {error}")
+    except jobs.Busy as error:
+        notice("warning", f"Not started: {error}.")
+    else:
+        st.session_state["finetune_base"] = (str(in_use.entry.path), in_use.entry.mtime)
+    st.rerun()
+
+
+def finetune_report(snapshot: jobs.Snapshot) -> None:
+    """Before and after: MNIST test accuracy, and the corrections held out by cross-validation."""
+    base = st.session_state.get("finetune_base")
+    store = corrections_ui.corrections()
+    if base is None or snapshot.owner != visitor_id() or len(store) == 0:
+        return
+    from digit.finetune import FinetuneConfig, measure
+
+    settings = {k: v for k, v in snapshot.config.items() if k != "kind"}
+    tuned = registry().get(snapshot.model_name)
+
+    def run_measure(on_fold):
+        return measure(
+            load_model(*base),
+            load_model(str(tuned.path), tuned.mtime),
+            store.images,
+            store.labels,
+            mnist(mnist_source()),
+            FinetuneConfig(**settings),
+            on_fold=on_fold,
+        )
+
+    corrections_ui.render_measure(f"finetune-{snapshot.run_id}", run_measure)
 
 
 def choose_model(name: str) -> None:
@@ -269,6 +322,8 @@ def settings_text(config: dict) -> str:
     """The settings of a run in one line."""
     if not config:
         return ""
+    if config.get("kind") == "finetune":
+        return corrections_ui.finetune_settings_text(config)
     augment = "with" if config.get("augment") else "without"
     return (
         f"{config.get('arch')}, {config.get('epochs')} epochs on {config.get('limit') or 'all'} images, "
@@ -295,5 +350,7 @@ if snapshot.active:
     live_run()
 elif snapshot.state != jobs.IDLE:
     show_outcome(snapshot)
+st.divider()
+finetune_section(snapshot)
 st.divider()
 saved_models()

@@ -95,8 +95,12 @@ class Runner:
         self._started = 0.0
         self._thread: threading.Thread | None = None
 
-    def start(self, config: TrainConfig, owner: str | None = None) -> int:
-        """Start a run and return its id; Busy if one is going on, ConfigError for bad settings."""
+    def start(self, config: TrainConfig, owner: str | None = None, task: Callable | None = None) -> int:
+        """Start a run and return its id; Busy if one is going on, ConfigError for bad settings.
+
+        `task(data, callbacks)`, when given, trains instead of `digit.training.train` (a fine-tune,
+        say) and returns a TrainResult; progress, Stop, scoring and saving work the same.
+        """
         config.validate()
         guard = _keras_guard()
         with self._lock:
@@ -107,7 +111,7 @@ class Runner:
             self._stop = threading.Event()
             self._started = time.monotonic()
             self._thread = threading.Thread(
-                target=self._run, args=(run_id, config, self._stop), name=f"digit-train-{run_id}", daemon=True
+                target=self._run, args=(run_id, config, self._stop, task), name=f"digit-train-{run_id}", daemon=True
             )
             guard.enter()  # before the thread exists: no clear can reach its model building
             self._thread.start()
@@ -141,9 +145,9 @@ class Runner:
             if self._state.run_id == run_id:
                 self._state = replace(self._state, elapsed=time.monotonic() - self._started, **changes)
 
-    def _run(self, run_id: int, config: TrainConfig, stop: threading.Event) -> None:
+    def _run(self, run_id: int, config: TrainConfig, stop: threading.Event, task: Callable | None) -> None:
         try:
-            self._train_and_save(run_id, config, stop)
+            self._train_and_save(run_id, config, stop, task)
         except Exception as error:  # a failed run must end visibly, whatever went wrong
             _log.exception("training run %s failed", run_id)
             self._update(run_id, state=FAILED, seconds_left=None, message=_failure_message(error))
@@ -151,7 +155,7 @@ class Runner:
             _keras_guard().exit()
             gc.collect()
 
-    def _train_and_save(self, run_id: int, config: TrainConfig, stop: threading.Event) -> None:
+    def _train_and_save(self, run_id: int, config: TrainConfig, stop: threading.Event, task: Callable | None) -> None:
         from digit.data import load_mnist
         from digit.evaluation import evaluate
         from digit.training import COMPLETED as TRAINED
@@ -164,7 +168,7 @@ class Runner:
             return
         self._update(run_id, state=RUNNING)
         recorder = Recorder(functools.partial(self._update, run_id), stop, self._max_seconds)
-        result = train(config, data, callbacks=[recorder])
+        result = task(data, [recorder]) if task else train(config, data, callbacks=[recorder])
         if result.status == NAN_LOSS:
             reason = "the loss became NaN (training diverged); try a lower learning rate"
             self._update(run_id, state=DIVERGED, seconds_left=None, message=_NOTHING_SAVED.format(reason))
