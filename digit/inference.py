@@ -81,6 +81,8 @@ def compiled(model: keras.Model):
         if infer is None:
             spec = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32)
             weak = weakref.ref(model)  # a strong reference here would keep every model alive forever
-            infer = tf.function(lambda x: weak()(x, training=False), input_signature=[spec])
+            # No Python control flow to convert: skipping AutoGraph avoids its warning about lambdas.
+            run = tf.autograph.experimental.do_not_convert(lambda x: weak()(x, training=False))
+            infer = tf.function(run, input_signature=[spec])
             _compiled[model] = infer
     return infer
