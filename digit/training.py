@@ -58,6 +58,7 @@ def train(
         validation_data=make_dataset(*val, config.batch_size) if val else None,
         epochs=config.epochs,
         callbacks=[keras.callbacks.TerminateOnNaN(), watch, *(callbacks or [])],
+        shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset anyway
         verbose=verbose,
     )
     return TrainResult(
