@@ -9,5 +9,4 @@ st.write(
     "Each time you tell the Draw page what a drawing really was, it is kept here with its label. "
     "Fine-tune the model on them from the Train page; score the model on them on the Evaluate page."
 )
-corrections_ui.render_storage_setting()
 corrections_ui.render_corrections_manager()
