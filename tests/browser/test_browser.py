@@ -24,13 +24,13 @@ CANVAS = '[data-testid="stBidiComponentIsolated"] canvas.upper-canvas'
 RESET = 'button[aria-label="Reset canvas & history"]'
 UNDO = 'button[aria-label="Undo"]'
 PROGRESS = '[data-testid="stProgress"] [role="progressbar"]'
-RUN_SECONDS = 150  # generous: a 2-core machine shared with the other worker
+RUN_SECONDS = 300  # a ceiling, not a wait: a 2-core machine may be shared with other work
 
 # Strokes in canvas pixels (the canvas is 280x280), drawn the way a person would.
 ONE = [[(140, 40), (140, 240)]]
 SEVEN = [[(75, 55), (205, 55), (165, 125), (125, 240)]]
 ZERO = [[(140 + 60 * math.sin(t / 40 * 2 * math.pi), 140 - 95 * math.cos(t / 40 * 2 * math.pi)) for t in range(41)]]
-SEVEN_BAR = [[(95, 45), (140, 45)]]
+SEVEN_BAR = [[(60, 42), (150, 42)]]  # turns ONE into a 7
 
 
 @pytest.fixture
@@ -136,15 +136,13 @@ def test_a_finger_draws_on_a_phone(browser, shipped_server):
 def test_pen_width_keeps_the_drawing_and_undo_takes_back_a_stroke(page, shipped_server):
     open_app(page, shipped_server)
     assert draw(page, ONE) == "1"
-    slider = page.get_by_role("slider", name="Pen width")
-    slider.focus()
-    for _ in range(10):
-        page.keyboard.press("ArrowRight")
+    page.get_by_role("slider", name="Pen width").focus()
+    page.keyboard.press("End")  # one change, one rerun, as when a finger lets go of the slider
     settle(page)
     pen = page.locator('[data-testid="stSlider"]').filter(has_text="Pen width")
-    expect(pen.locator('[data-testid="stSliderThumbValue"]')).to_have_text("32")
+    expect(pen.locator('[data-testid="stSliderThumbValue"]')).to_have_text("40")
     assert prediction(page) == "1", "changing the pen keeps the drawing"
-    draw(page, SEVEN_BAR)  # drawn with the thicker pen
+    assert draw(page, SEVEN_BAR) == "7"  # drawn with the thicker pen
     page.locator(UNDO).click()
     assert wait_for_prediction(page, "1") == "1"
 
@@ -168,7 +166,7 @@ def test_an_uploaded_png_is_recognised_and_a_bad_file_is_explained(page, shipped
     upload(page, "broken.png", b"\x89PNG\r\n\x1a\n truncated")
     error = page.locator('[data-testid="stAlert"]').filter(has_text="Cannot read broken.png")
     error.wait_for()
-    assert prediction(page) == "–"
+    assert wait_for_prediction(page, "–") == "–"
 
 
 def test_training_is_live_survives_a_page_switch_and_stops(page, server, registry_dir):
