@@ -9,7 +9,9 @@ The entry point only routes: one page per file in app_pages/, and the sidebar ev
 import streamlit as st
 
 from app_pages.common import keep_settings, model_in_use, percent
+from app_pages.rerun_cost import keep_reruns_cheap
 
+keep_reruns_cheap()
 st.set_page_config(page_title="digit: draw a digit", page_icon="✏️", layout="wide")
 
 page = st.navigation(

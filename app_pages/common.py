@@ -18,7 +18,7 @@ import streamlit as st
 from digit.registry import Entry, Registry, RegistryError
 
 OVERRIDE_KEY = "model_override"  # a model this visitor uses in their own session only
-KEPT_PREFIXES = ("cfg_", "pen_width")  # widget values that outlive a switch to another page
+KEPT_PREFIXES = ("cfg_", "pen_width", "show_steps")  # widget values that outlive a switch to another page
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,6 @@
 """Draw: a digit drawn with mouse or finger (or an uploaded image), recognised after every stroke."""
 
-import altair as alt
 import numpy as np
-import pandas as pd
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas  # only here: it cannot be imported outside a running app
 
@@ -67,32 +65,49 @@ def show_prediction(model, image: np.ndarray | None, hint: str) -> None:
     sure.metric("Confidence", f"{prediction.confidence:.0%}")
     if prediction.unsure:
         st.warning(f"Not sure: {prediction.digit} or {prediction.runner_up}?")
-    st.altair_chart(probability_chart(prediction), width="stretch")
+    st.html(probability_bars(prediction))
     st.image(enlarge(prediction.model_input, 168), width=168, caption="What the model sees (28×28, enlarged)")
     corrections_ui.render_feedback(prediction, image)
-    with st.expander("How the image becomes 28×28"):
+    # A toggle, not an expander: an expander's content is sent with every stroke even while closed.
+    if st.toggle("Show how the image becomes 28×28", key="show_steps"):
         show_steps(image)
 
 
-def probability_chart(prediction: Prediction) -> alt.Chart:
-    """All ten probabilities as bars, the answer highlighted."""
-    data = pd.DataFrame(
-        {
-            "digit": [str(d) for d in range(10)],
-            "probability": prediction.probabilities,
-            "answer": [d == prediction.digit for d in range(10)],
-        }
-    )
-    return (
-        alt.Chart(data, height=170)
-        .mark_bar()
-        .encode(
-            x=alt.X("digit:N", axis=alt.Axis(labelAngle=0, title=None)),
-            y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", title=None)),
-            color=alt.condition(alt.datum.answer, alt.value("#4f46e5"), alt.value("#c7cbe0")),
-            tooltip=["digit", alt.Tooltip("probability:Q", format=".1%")],
+def probability_bars(prediction: Prediction) -> str:
+    """All ten probabilities as a bar chart in plain HTML, the answer highlighted.
+
+    Plain HTML rather than a Vega chart: it costs the server and the browser almost nothing per
+    stroke, which is what keeps a page responsive on a phone and with many visitors at once.
+    """
+    bars = "".join(
+        BAR.format(
+            digit=digit,
+            height=max(1.0, 100 * probability),
+            label=f"{probability:.0%}" if probability >= 0.005 else "",
+            kind="answer" if digit == prediction.digit else "other",
+            title=f"{digit}: {probability:.1%}",
         )
+        for digit, probability in enumerate(prediction.probabilities.tolist())
     )
+    summary = ", ".join(f"{d}: {p:.1%}" for d, p in enumerate(prediction.probabilities.tolist()))
+    return BARS_STYLE + f'<div class="digit-bars" role="img" aria-label="Probabilities, {summary}">{bars}</div>'
+
+
+BAR = (
+    '<div class="digit-bar {kind}" title="{title}"><span class="value">{label}</span>'
+    '<span class="track"><span class="fill" style="height:{height:.1f}%"></span></span>'
+    '<span class="digit">{digit}</span></div>'
+)
+BARS_STYLE = """<style>
+.digit-bars {display: flex; gap: 6px; align-items: stretch; height: 150px; margin: 4px 0 12px;}
+.digit-bar {flex: 1; display: flex; flex-direction: column; align-items: center; min-width: 0;}
+.digit-bar .value {font-size: 0.72rem; color: #5b6072; height: 1.1rem; white-space: nowrap;}
+.digit-bar .track {flex: 1; width: 100%; display: flex; align-items: flex-end; background: #f4f5fb; border-radius: 4px;}
+.digit-bar .fill {width: 100%; border-radius: 4px; background: #c7cbe0;}
+.digit-bar.answer .fill {background: #4f46e5;}
+.digit-bar.answer .value, .digit-bar.answer .digit {color: #1f2330; font-weight: 600;}
+.digit-bar .digit {font-size: 0.9rem; color: #5b6072; margin-top: 2px;}
+</style>"""
 
 
 def show_steps(image: np.ndarray) -> None:

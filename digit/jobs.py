@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 import keras
 
 from digit.config import TrainConfig
+from digit.priority import BackgroundPriority
 from digit.registry import Registry
 
 IDLE, LOADING, RUNNING, EVALUATING = "idle", "loading data", "running", "scoring"
@@ -168,7 +169,8 @@ class Runner:
             return
         self._update(run_id, state=RUNNING)
         recorder = Recorder(functools.partial(self._update, run_id), stop, self._max_seconds)
-        result = task(data, [recorder]) if task else train(config, data, callbacks=[recorder])
+        callbacks = [BackgroundPriority(), recorder]  # visitors' strokes come before training
+        result = task(data, callbacks) if task else train(config, data, callbacks=callbacks)
         if result.status == NAN_LOSS:
             reason = "the loss became NaN (training diverged); try a lower learning rate"
             self._update(run_id, state=DIVERGED, seconds_left=None, message=_NOTHING_SAVED.format(reason))

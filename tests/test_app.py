@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -113,8 +114,28 @@ def test_a_drawing_in_the_canvas_is_recognised(shipped, small_mnist, index):
     at = draw(app(), as_canvas(small_mnist.x_test[index]))
     assert metric(at, "Prediction") == str(digit)
     assert metric(at, "Confidence").endswith("%")
-    assert at.get("vega_lite_chart"), "the ten probabilities are charted"
+    assert_ten_bars_with_the_answer_highlighted(at, digit)
     assert at.get("image"), "the 28x28 model input is shown"
+
+
+def test_the_preprocessing_steps_show_on_demand(shipped, small_mnist):
+    at = draw(app(), as_canvas(small_mnist.x_test[0]))
+    assert len(at.get("image")) == 1, "only the model input until asked"
+    at.toggle(key="show_steps").set_value(True).run()
+    assert len(at.get("image")) == 5, "the model input and the four steps"
+    at.switch_page("app_pages/train.py").run()
+    at.switch_page("app_pages/draw.py").run()
+    draw(at, as_canvas(small_mnist.x_test[1]))
+    assert at.toggle(key="show_steps").value, "the choice outlives a visit to another page"
+    assert len(at.get("image")) == 5
+
+
+def assert_ten_bars_with_the_answer_highlighted(at, digit: int) -> None:
+    (chart,) = [element.proto.body for element in at.get("html") if "digit-bars" in element.proto.body]
+    bars = re.findall(r'class="digit-bar (\w+)" title="(\d): ([\d.]+)%"', chart)
+    assert [int(d) for _, d, _ in bars] == list(range(10)), "one bar per digit, in order"
+    assert [d for kind, d, _ in bars if kind == "answer"] == [str(digit)]
+    assert sum(float(p) for _, _, p in bars) == pytest.approx(100, abs=0.6), "the probabilities add up to 100%"
 
 
 def test_a_blank_drawing_shows_a_dash_not_a_guess(env):
