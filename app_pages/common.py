@@ -149,6 +149,11 @@ def enlarge(image: np.ndarray, size: int = 168) -> np.ndarray:
     return cv2.resize(array, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
+def epochs_text(count: object) -> str:
+    """2 -> '2 epochs', 1 -> '1 epoch'."""
+    return f"{count} epoch" + ("" if count == 1 else "s")
+
+
 def percent(value: float | None) -> str:
     """0.9876 -> '98.76%'; None -> 'n/a'."""
     return "n/a" if value is None else f"{value:.2%}"

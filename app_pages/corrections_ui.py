@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from app_pages.common import epochs_text
 from digit.corrections import MAX_FILE_BYTES, Correction, CorrectionError, CorrectionSet
 from digit.finetune import MAX_MNIST_DROP, FinetuneConfig, FinetuneReport
 
@@ -344,7 +345,7 @@ def finetune_settings_text(config: dict, corrections_count: int | None = None) -
         copies = settings.copies(corrections_count)
         shown = f"{corrections_count} corrections × {copies} + up to {settings.replay_size(corrections_count, 60_000)} MNIST images, "
     return (
-        f"Fine-tune: {shown}{config.get('epochs')} epochs, learning rate {config.get('learning_rate'):g}, "
+        f"Fine-tune: {shown}{epochs_text(config.get('epochs'))}, learning rate {config.get('learning_rate'):g}, "
         f"batch {config.get('batch_size')}, {'with' if config.get('augment') else 'without'} augmentation."
     )
 

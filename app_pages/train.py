@@ -12,6 +12,7 @@ import streamlit as st
 from app_pages import corrections_ui
 from app_pages.common import (
     MNIST_HELP,
+    epochs_text,
     load_model,
     mnist,
     mnist_source,
@@ -326,7 +327,7 @@ def settings_text(config: dict) -> str:
         return corrections_ui.finetune_settings_text(config)
     augment = "with" if config.get("augment") else "without"
     return (
-        f"{config.get('arch')}, {config.get('epochs')} epochs on {config.get('limit') or 'all'} images, "
+        f"{config.get('arch')}, {epochs_text(config.get('epochs'))} on {config.get('limit') or 'all'} images, "
         f"batch {config.get('batch_size')}, learning rate {config.get('learning_rate'):g}, "
         f"{augment} augmentation, {config.get('validation_split', 0):.0%} held out."
     )

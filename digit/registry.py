@@ -79,7 +79,7 @@ class Entry:
         config = self.card.get("config") or {}
         return {
             "model": self.name + (" (shipped)" if self.shipped else ""),
-            "arch": config.get("arch"),
+            "arch": config.get("arch") or config.get("kind"),
             "epochs": self.card.get("epochs_done", config.get("epochs")),
             "train images": self.card.get("train_images"),
             "batch": config.get("batch_size"),
@@ -128,7 +128,8 @@ class Registry:
 
         with self._lock:
             self.root.mkdir(parents=True, exist_ok=True)
-            name = self._new_name(str((card.get("config") or {}).get("arch") or "model"))
+            config = card.get("config") or {}
+            name = self._new_name(str(config.get("arch") or config.get("kind") or "model"))
             card = {**card, "name": name, "trained_at": card.get("trained_at") or _now()}
             save_model(model, self.root / f"{name}.keras", card)
         self.prune()

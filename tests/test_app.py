@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import re
 import zipfile
@@ -136,6 +137,17 @@ def assert_ten_bars_with_the_answer_highlighted(at, digit: int) -> None:
     assert [int(d) for _, d, _ in bars] == list(range(10)), "one bar per digit, in order"
     assert [d for kind, d, _ in bars if kind == "answer"] == [str(digit)]
     assert sum(float(p) for _, _, p in bars) == pytest.approx(100, abs=0.6), "the probabilities add up to 100%"
+
+
+def test_a_rerun_leaves_keras_alone_and_freezes_what_imports_made(shipped, small_mnist, monkeypatch):
+    import keras
+
+    cleared = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *args, **kwargs: cleared.append(args))
+    at = draw(app(), as_canvas(small_mnist.x_test[0]))
+    at.run()
+    assert cleared == [], "Streamlit's after-run clear_session is not called: it cost ~0.4 s per rerun"
+    assert gc.get_freeze_count() > 100_000, "TensorFlow's objects are out of the collector's way"
 
 
 def test_a_blank_drawing_shows_a_dash_not_a_guess(env):

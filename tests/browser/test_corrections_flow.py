@@ -160,7 +160,7 @@ def start_quickest_finetune(page) -> None:
     assert slide_to_start(page, "Epochs") == "1"
     assert slide_to_start(page, "Times each correction is shown per epoch") == "1"
     assert slide_to_start(page, "MNIST images per correction shown") == "0.50"
-    page.get_by_text(f"Fine-tune: {UPLOADED} corrections × 1 + up to 1000 MNIST images, 1 epochs").wait_for()
+    page.get_by_text(f"Fine-tune: {UPLOADED} corrections × 1 + up to 1000 MNIST images, 1 epoch,").wait_for()
     page.get_by_role("button", name="Fine-tune on my corrections").click()
 
 
@@ -191,7 +191,7 @@ def test_correct_fine_tune_and_use_the_personal_model(visitor, small_server, sma
     go_to(page, "Train")
     start_quickest_finetune(page)
     page.locator(PROGRESS).wait_for()
-    page.get_by_text(re.compile(r"Run \d+, started by you .* ago\. Fine-tune: 1 epochs")).wait_for()
+    page.get_by_text(re.compile(r"Run \d+, started by you .* ago\. Fine-tune: 1 epoch,")).wait_for()
     page.get_by_text(re.compile(r"Run \d+ finished in .*: saved as")).wait_for(timeout=WAIT_MS)
     new = page.locator('[data-testid="stAlert"]').filter(has_text="saved as").locator("strong").inner_text()
     assert new != before and registry.get(new).looks_valid()
