@@ -8,8 +8,12 @@ The entry point only routes: one page per file in app_pages/, and the sidebar ev
 
 import streamlit as st
 
-from app_pages.common import keep_settings, model_in_use, percent
-from app_pages.rerun_cost import keep_reruns_cheap
+from app_pages.lean_import import import_tensorflow_lean
+
+import_tensorflow_lean()  # first: before anything imports TensorFlow (90 MB less resident)
+
+from app_pages.common import keep_settings, model_in_use, percent  # noqa: E402
+from app_pages.rerun_cost import keep_reruns_cheap  # noqa: E402
 
 keep_reruns_cheap()
 st.set_page_config(page_title="digit: draw a digit", page_icon="✏️", layout="wide")

@@ -3,6 +3,8 @@
     python benchmarks/app_footprint.py                           # everything: about 3-5 minutes on 2 cores
     python benchmarks/app_footprint.py --env MALLOC_ARENA_MAX=2  # the same with an extra variable for the server
     python benchmarks/app_footprint.py --skip startup sessions   # only what training costs
+    python tools/smoke_test.py --venv /tmp/cloud                 # then, as on Community Cloud (requirements.txt only):
+    python benchmarks/app_footprint.py --python /tmp/cloud/bin/python
 
 A real `streamlit run app.py --server.headless true` on a free port, driven by Debian's Chromium
 through Playwright:
@@ -173,13 +175,26 @@ def best_wall(code: str, repeats: int = 2) -> dict:
     runs = []
     for _ in range(repeats):
         began = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], cwd=PROJECT, env=env, check=True, capture_output=True)
+        subprocess.run([PYTHON[0], "-c", code], cwd=PROJECT, env=env, check=True, capture_output=True)
         runs.append(round(time.perf_counter() - began, 2))
     return {"best_s": min(runs), "runs_s": runs}
 
 
 # ------------------------------------------------------------------------------------------
 # the server and the browser
+
+
+PYTHON = [sys.executable]  # the server's interpreter (--python)
+
+
+def installed(python: str) -> dict[str, bool]:
+    """Whether `python` can import the optional packages TensorFlow and Keras import when present."""
+    code = f"import importlib.util as u; print(*(u.find_spec(m) is not None for m in {OPTIONAL!r}))"
+    found = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return dict(zip(OPTIONAL, (f == "True" for f in found), strict=True))
+
+
+OPTIONAL = ("IPython", "scipy", "h5py")
 
 
 def free_port() -> int:
@@ -202,7 +217,7 @@ def start_server(registry: Path, mnist: Path | None, extra_env: dict[str, str], 
     env |= {"DIGIT_REGISTRY_DIR": str(registry), "PYTHONPATH": str(PROJECT), **extra_env}
     if mnist is not None:
         env["DIGIT_MNIST_NPZ"] = str(mnist)
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
+    command = [PYTHON[0], "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
     command += ["--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     with log.open("w") as output:
         process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=output, stderr=subprocess.STDOUT)
@@ -501,9 +516,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip", nargs="*", default=[], choices=["startup", "sessions", "training"], help="parts to leave out"
     )
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter for the server and the fresh processes, e.g. a venv with requirements.txt only, "
+        "as on Community Cloud (default: this one)",
+    )
     parser.add_argument("--train-timeout", type=float, default=600, help="seconds to wait for training (default: 600)")
     parser.add_argument("--out", type=Path, default=RESULTS / "app_footprint.json", help="where to write the JSON")
     args = parser.parse_args(argv)
+    PYTHON[0] = args.python
     if not CHROMIUM.exists():
         print(f"needs Debian's Chromium at {CHROMIUM} (apt-get install chromium)", file=sys.stderr)
         return 1
@@ -523,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(load_before),
         "settings": {
             "server_env": args.env,
+            "python": args.python,
+            "packages": installed(args.python),
             "mnist": str(mnist) if mnist else None,
             "chromium_args": CHROMIUM_ARGS,
             "sample_seconds": SAMPLE_SECONDS,
