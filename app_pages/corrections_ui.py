@@ -134,15 +134,16 @@ def render_feedback(prediction, image: np.ndarray | None, key: str = "feedback")
     if saved is not None:
         remove.button("Remove from my corrections", key=f"{key}-remove", on_click=_remove, args=(prediction,))
     st.caption("Wrong? It was …")
-    for digit, column in enumerate(st.columns(10, gap="small")):
-        column.button(
-            str(digit),
-            key=f"{key}-{digit}",
-            on_click=_save,
-            args=(prediction, image, digit),
-            type="primary" if saved == digit else "secondary",
-            width="stretch",
-        )
+    with st.container(horizontal=True, gap="small", key=f"{key}-digits"):  # one row that wraps on a phone
+        for digit in range(10):
+            st.button(
+                str(digit),
+                key=f"{key}-{digit}",
+                on_click=_save,
+                args=(prediction, image, digit),
+                type="primary" if saved == digit else "secondary",
+                width="content",
+            )
     if saved is not None:
         st.caption(f"Saved to your corrections as **{saved}** ({len(corrections())} in all).")
 

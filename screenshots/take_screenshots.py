@@ -4,7 +4,7 @@
         streamlit run app.py --server.headless true --server.port 8601 &
     python screenshots/take_screenshots.py http://127.0.0.1:8601
 
-Writes draw.png (a drawn 7), train.png (a run in progress), train-done.png (the finished run)
+Writes draw.png (a drawn 7, its preprocessing steps shown), train.png (a run in progress), train-done.png (the finished run)
 and evaluate.png (scores and confusion matrix) next to this file.
 """
 
@@ -30,11 +30,13 @@ def main(url: str) -> None:
         page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(120_000)
 
+        page.set_viewport_size({"width": 1400, "height": 1250})  # the app scrolls inside itself
         open_app(page, url)
         draw(page, SEVEN)
-        page.get_by_text("How the image becomes 28×28").click()
+        page.get_by_text("Show how the image becomes 28×28").click()
         page.wait_for_timeout(1500)
         page.screenshot(path=HERE / "draw.png", full_page=True)
+        page.set_viewport_size(VIEWPORT)
 
         open_app(page, url, "train")
         set_number(page, "Epochs", 3)
