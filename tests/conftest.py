@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,32 @@ import pytest
 PROJECT = Path(__file__).resolve().parents[1]
 FIXTURE_NPZ = PROJECT / "tests" / "fixtures" / "mnist-small.npz"
 SHARED_NPZ = PROJECT.parent / "shared" / "data" / "mnist.npz"
+
+
+@pytest.fixture(autouse=True)
+def machine_share(request) -> Iterator[None]:
+    """Under pytest-xdist, a test marked `exclusive` runs while no other worker runs a test.
+
+    For a measurement that compares two loads on one machine (tests/browser/test_many_visitors.py):
+    every test holds a shared lock on a file of this test run, an exclusive test holds it alone.
+    """
+    worker = getattr(request.config, "workerinput", None)
+    if worker is None:  # one process: nothing else runs at the same time
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not on Linux or macOS: no lock, the measurement shares the machine
+        yield
+        return
+    exclusive = request.node.get_closest_marker("exclusive") is not None
+    path = Path(tempfile.gettempdir()) / f"digit-tests-{worker['testrunuid']}.lock"
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def full_mnist_path() -> Path | None:
