@@ -49,13 +49,36 @@ def uploaded_image() -> np.ndarray | None:
         return None
 
 
-def show_prediction(model, image: np.ndarray | None, hint: str) -> None:
-    """The answer: digit, confidence, all ten probabilities and what the model saw."""
+def predict_or_explain(model, image: np.ndarray | None) -> tuple[Prediction | None, str]:
+    """The prediction for `image` (None before any input), or why the image cannot be used."""
+    if image is None:
+        return None, ""
     try:
-        prediction = predict(model, image) if image is not None else None
+        return predict(model, image), ""
     except ImageError as error:
-        st.error(f"Cannot use this image: {error}")
-        prediction = None
+        return None, f"Cannot use this image: {error}"
+
+
+def answer_under_canvas(prediction: Prediction | None) -> None:
+    """The answer in one line under the canvas, shown only on narrow screens (a phone): there the
+    columns stack and the full results start below the fold."""
+    if prediction is None or prediction.digit is None:
+        return
+    st.html(NARROW_ONLY)
+    with st.container(key="answer_under_canvas"):
+        if prediction.unsure:
+            st.markdown(f"### {prediction.digit} or {prediction.runner_up}? Not sure.")
+        else:
+            st.markdown(f"### It is a {prediction.digit} ({prediction.confidence:.0%} sure)")
+
+
+NARROW_ONLY = "<style>@media (min-width: 641px) {.st-key-answer_under_canvas {display: none;}}</style>"
+
+
+def show_prediction(prediction: Prediction | None, image: np.ndarray | None, hint: str, problem: str) -> None:
+    """The answer: digit, confidence, all ten probabilities and what the model saw."""
+    if problem:
+        st.error(problem)
     if prediction is None or prediction.digit is None:
         st.metric("Prediction", "–")
         st.caption(hint)
@@ -136,6 +159,8 @@ with left:
     if source == "Draw":
         st.space("medium")  # room for the canvas toolbar, which floats above the drawing surface
         image = canvas_image(st.session_state.setdefault("pen_width", 22))
+        prediction, problem = predict_or_explain(in_use.model, image)
+        answer_under_canvas(prediction)
         st.caption(
             "Draw one digit, large and centred. The toolbar above the canvas has undo, redo and clear (the bin)."
         )
@@ -143,6 +168,8 @@ with left:
         hint = "Draw a digit on the black square: the answer appears when you lift the pen."
     else:
         image = uploaded_image()
+        prediction, problem = predict_or_explain(in_use.model, image)
+        answer_under_canvas(prediction)
         hint = "Upload a picture of one digit."
 with right:
-    show_prediction(in_use.model, image, hint)
+    show_prediction(prediction, image, hint, problem)

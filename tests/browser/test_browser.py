@@ -107,12 +107,13 @@ def test_drawn_digits_are_recognised_live_and_clear_resets(page, shipped_server)
     for strokes, digit in ((ONE, "1"), (SEVEN, "7"), (ZERO, "0")):
         assert draw(page, strokes) == digit
         page.get_by_text("What the model sees").wait_for()
+        expect(page.locator(".st-key-answer_under_canvas")).to_be_hidden()  # only for a phone's stacked columns
         page.locator(RESET).click()
         assert wait_for_prediction(page, "–") == "–"
 
 
-def test_a_finger_draws_on_a_phone(browser, shipped_server):
-    context = browser.new_context(viewport={"width": 430, "height": 900}, has_touch=True, is_mobile=True)
+def test_a_finger_draws_on_a_phone_and_the_answer_shows_without_scrolling(browser, shipped_server):
+    context = browser.new_context(viewport={"width": 390, "height": 760}, has_touch=True, is_mobile=True)
     try:
         page = context.new_page()
         open_app(page, shipped_server)
@@ -129,6 +130,10 @@ def test_a_finger_draws_on_a_phone(browser, shipped_server):
         finger("touchEnd")
         settle(page)
         assert wait_for_prediction(page, "1") == "1"
+        answer = page.locator(".st-key-answer_under_canvas")  # the columns stack: the results are further down
+        expect(answer).to_contain_text(re.compile(r"It is a 1 \(\d+% sure\)"))
+        box = answer.bounding_box()
+        assert box["y"] + box["height"] <= 760, "visible under the canvas without scrolling"
     finally:
         context.close()
 
