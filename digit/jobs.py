@@ -10,9 +10,10 @@ is a separate, deliberate step). A run that is stopped, diverges or raises saves
 what is being served never changes because of it.
 
 Keras keeps layer names and scopes in thread-local state that `keras.backend.clear_session()`
-replaces for every thread at once, and Streamlit calls it after every script run. While a run
-is going on, clear_session therefore does nothing (see `_ClearSessionGuard`); otherwise a page
-rerun would reset the names of the model being built in the training thread.
+replaces for every thread at once, and Streamlit calls it after every script run (this app turns
+that off: app_pages/rerun_cost.py). For any other host that calls it, clear_session does nothing
+while a run is going on (see `_ClearSessionGuard`); otherwise it would reset the names of the
+model being built in the training thread.
 """
 
 from __future__ import annotations
