@@ -148,6 +148,7 @@ def test_a_rerun_leaves_keras_alone_and_freezes_what_imports_made(shipped, small
     at.run()
     assert cleared == [], "Streamlit's after-run clear_session is not called: it cost ~0.4 s per rerun"
     assert gc.get_freeze_count() > 100_000, "TensorFlow's objects are out of the collector's way"
+    assert gc.get_threshold()[0] >= 10_000, "and the collector runs less often"
 
 
 def test_a_blank_drawing_shows_a_dash_not_a_guess(env):
