@@ -31,29 +31,22 @@ import math
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+from benchmarks.run import Report  # noqa: E402  what was measured and what was skipped
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402  one home for both
+
 RESULTS = PROJECT / "benchmarks" / "results"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 CANVAS = '[data-testid="stBidiComponentIsolated"] canvas.upper-canvas'
 PROGRESS = '[data-testid="stProgress"]'
 ONE = [(140, 40), (140, 240)]  # a "1" in canvas pixels (the canvas is 280x280)
@@ -197,12 +190,6 @@ def installed(python: str) -> dict[str, bool]:
 OPTIONAL = ("IPython", "scipy", "h5py")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def mnist_path() -> Path | None:
     """The full MNIST set: $DIGIT_MNIST_NPZ, else ../shared/data/mnist.npz; None when absent."""
     named = os.environ.get("DIGIT_MNIST_NPZ")
@@ -285,19 +272,7 @@ def visit_and_draw(context, url: str) -> str:
 # the measurements
 
 
-@dataclass
-class Run:
-    """What one benchmark run measured, and what it skipped."""
-
-    results: dict = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
-
-    def skip(self, what: str, why: str) -> None:
-        self.skipped.append(f"{what}: {why}")
-        print(f"  skipped {what}: {why}", flush=True)
-
-
-def measure_cold_processes(run: Run) -> None:
+def measure_cold_processes(run: Report) -> None:
     """import tensorflow, and import digit + load the shipped model, in fresh processes."""
     print("fresh processes: import tensorflow, import digit + load_model (best of 2 each)...", flush=True)
     run.results["import_tensorflow"] = best_wall("import tensorflow")
@@ -367,7 +342,7 @@ def train_in_browser(page, url: str, pid: int, timeout: float) -> dict:
     }
 
 
-def measure_app(run: Run, args: argparse.Namespace, mnist: Path | None) -> None:
+def measure_app(run: Report, args: argparse.Namespace, mnist: Path | None) -> None:
     """Start the server, get the first prediction, then idle, 5-session and training memory."""
     from playwright.sync_api import sync_playwright
 
@@ -530,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"needs Debian's Chromium at {CHROMIUM} (apt-get install chromium)", file=sys.stderr)
         return 1
     began, load_before = time.perf_counter(), os.getloadavg()
-    run = Run()
+    run = Report()
     mnist = mnist_path()
     if mnist is None:
         print("no full MNIST set ($DIGIT_MNIST_NPZ or ../shared/data/mnist.npz): training is skipped", flush=True)

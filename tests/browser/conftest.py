@@ -6,6 +6,7 @@ folder, so tests never touch models/registry and two workers never share a train
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -65,16 +66,18 @@ def registry_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def server(chromium_path, registry_dir) -> Iterator[str]:
     """The app under `streamlit run`, headless on a free port; yields its URL."""
+    env = {"DIGIT_REGISTRY_DIR": str(registry_dir), "DIGIT_MNIST_NPZ": str(mnist_for_server())}
+    with streamlit_server(env, registry_dir / "server.log") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def streamlit_server(env: dict[str, str], log: Path, drop: tuple[str, ...] = ()) -> Iterator[str]:
+    """`streamlit run app.py` with `env` added to this environment (less `drop`); yields its URL."""
     port = free_port()
-    env = {
-        **os.environ,
-        "DIGIT_REGISTRY_DIR": str(registry_dir),
-        "DIGIT_MNIST_NPZ": str(mnist_for_server()),
-        "PYTHONPATH": str(PROJECT),
-    }
+    env = {**{k: v for k, v in os.environ.items() if k not in drop}, "PYTHONPATH": str(PROJECT), **env}
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
     command += ["--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
-    log = registry_dir / "server.log"
     with log.open("w") as output:
         process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -116,8 +119,17 @@ def browser(chromium_path):
 @pytest.fixture
 def page(browser, server):
     """A fresh browser context (a new visitor) per test."""
+    with visitor_page(browser) as page:
+        yield page
+
+
+@contextlib.contextmanager
+def visitor_page(browser):
+    """A page in a browser context of its own: a new visitor, with their own Streamlit session."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(30_000)
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()

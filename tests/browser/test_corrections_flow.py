@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from test_browser import CANVAS, ONE, PROGRESS, draw, model_name, open_app, sett
 from digit.config import DEFAULT_MODEL_PATH
 from digit.corrections import CorrectionSet
 from digit.registry import Registry
-from tests.browser.conftest import PROJECT, free_port, wait_until_healthy
+from tests.browser.conftest import streamlit_server, visitor_page
 
 WAIT_MS = 240_000  # a fine-tune, or scoring a new model on MNIST: ~30 s alone, minutes on a crowded 2-core machine
 UPLOADED = 20  # two MNIST test digits of each kind: enough to fine-tune (10 at least)
@@ -43,34 +41,18 @@ def small_server(chromium_path, small_npz, tmp_path_factory) -> Iterator[tuple[s
     if not DEFAULT_MODEL_PATH.is_file():
         pytest.skip(f"fine-tuning starts from the shipped model at {DEFAULT_MODEL_PATH}")
     registry = tmp_path_factory.mktemp("corrections-registry")
-    env = {**os.environ, "DIGIT_REGISTRY_DIR": str(registry), "DIGIT_MNIST_NPZ": str(small_npz)}
-    env.update(PYTHONPATH=str(PROJECT), DIGIT_CORRECTIONS_FILE=str(registry / "corrections.npz"))
-    env.pop("DIGIT_LOCAL", None)  # corrections stay in the session, as on a public server
-    port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
-    command += ["--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
-    log = registry / "server.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", process, log)
-        yield f"http://127.0.0.1:{port}", registry
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    env = {"DIGIT_REGISTRY_DIR": str(registry), "DIGIT_MNIST_NPZ": str(small_npz)}
+    env["DIGIT_CORRECTIONS_FILE"] = str(registry / "corrections.npz")
+    # DIGIT_LOCAL dropped: corrections stay in the session, as on a public server
+    with streamlit_server(env, registry / "server.log", drop=("DIGIT_LOCAL",)) as url:
+        yield url, registry
 
 
 @pytest.fixture
 def visitor(browser, small_server):
     """A new visitor's page on that server."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    yield page
-    context.close()
+    with visitor_page(browser) as page:
+        yield page
 
 
 def corrections_file(mnist) -> bytes:
