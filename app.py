@@ -3,19 +3,15 @@
     streamlit run app.py
 
 The entry point only routes: one page per file in app_pages/, and the sidebar every page shares
-(which model is answering). All the work is in the Streamlit-free library, digit/.
+(which model is answering). All the work is in the Streamlit-free library, digit/. This server
+never imports TensorFlow: it answers with each model's LiteRT export, and training runs in a
+child process of its own.
 """
 
 import streamlit as st
 
-from app_pages.lean_import import import_tensorflow_lean
+from app_pages.common import keep_settings, model_in_use, percent
 
-import_tensorflow_lean()  # first: before anything imports TensorFlow (90 MB less resident)
-
-from app_pages.common import keep_settings, model_in_use, percent  # noqa: E402
-from app_pages.rerun_cost import keep_reruns_cheap  # noqa: E402
-
-keep_reruns_cheap()
 st.set_page_config(page_title="digit: draw a digit", page_icon="✏️", layout="wide")
 
 page = st.navigation(
@@ -38,6 +34,7 @@ with st.sidebar, st.container(key="model_info"):
             f"**{in_use.entry.name}**", help="Change it on the Train page: train a new one or pick a saved one."
         )
         st.caption(f"Test accuracy {percent(in_use.entry.test_accuracy)}")
+        st.caption(in_use.engine_text)
         if in_use.warning:
             st.warning(in_use.warning)
 st.sidebar.divider()

@@ -1,6 +1,9 @@
 """What the pages share: the model in use, the MNIST data, promotion, small image helpers.
 
-Caching lives here, in the app layer: models with st.cache_resource (keyed on path and
+Serving side: nothing here imports TensorFlow. Models answer through their LiteRT export
+(digit.serving); training runs in a child process (digit.jobs).
+
+Caching lives here, in the app layer: predictors with st.cache_resource (keyed on path and
 modification time, so a retrained file is never served stale), MNIST with st.cache_resource
 (large, read-only), evaluations with st.cache_data.
 """
@@ -16,6 +19,8 @@ import numpy as np
 import streamlit as st
 
 from digit.registry import Entry, Registry, RegistryError
+from digit.serving import ModelError, Predictor
+from digit.serving import load_predictor as _load_predictor
 
 OVERRIDE_KEY = "model_override"  # a model this visitor uses in their own session only
 KEPT_PREFIXES = ("cfg_", "pen_width", "show_steps")  # widget values that outlive a switch to another page
@@ -26,9 +31,17 @@ class ModelInUse:
     """The model answering this visitor, and why it is that one."""
 
     entry: Entry | None
-    model: object | None  # a keras.Model; None when no model can be loaded at all
+    predictor: Predictor | None  # None when no model can be loaded at all
     session_only: bool = False
     warning: str = ""
+
+    @property
+    def engine_text(self) -> str:
+        """Which engine answers, in a few words (and why Keras, where it is Keras)."""
+        if self.predictor is None:
+            return ""
+        note = f" ({self.predictor.note})" if self.predictor.note else ""
+        return f"Answering with {self.predictor.engine}{note}"
 
 
 def registry() -> Registry:
@@ -48,29 +61,22 @@ def visitor_id() -> str:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
-def load_model(path: str, mtime: float):
-    """Load a model once per (path, mtime) and trace its fast inference function."""
-    from digit.inference import predict_probabilities
-    from digit.models import load_model as load
-
-    model = load(path)
-    predict_probabilities(model, np.zeros((1, 28, 28), np.float32))  # trace now, not on the first stroke
-    return model
+def load_predictor(path: str, mtime: float) -> Predictor:
+    """The predictor for a model file, once per (path, mtime); an older file is exported on first use."""
+    return _load_predictor(path)
 
 
 def model_in_use() -> ModelInUse:
     """This visitor's model: their own choice, else the served one, else the shipped one."""
-    from digit.models import ModelError
-
     reg = registry()
     entry, session_only = _chosen_entry(reg)
     try:
-        return ModelInUse(entry, load_model(str(entry.path), entry.mtime), session_only)
+        return ModelInUse(entry, load_predictor(str(entry.path), entry.mtime), session_only)
     except ModelError as error:
         warning = f"Model {entry.name} could not be loaded ({error}); using the shipped model instead."
     shipped = reg.shipped()
     try:
-        return ModelInUse(shipped, load_model(str(shipped.path), shipped.mtime), False, warning)
+        return ModelInUse(shipped, load_predictor(str(shipped.path), shipped.mtime), False, warning)
     except ModelError as error:
         return ModelInUse(None, None, False, f"No model can be loaded ({error}). Train one on the Train page.")
 

@@ -13,15 +13,15 @@ on a public server a file would be shared by every visitor.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from app_pages.common import epochs_text
+from digit.config import FinetuneConfig
 from digit.corrections import MAX_FILE_BYTES, Correction, CorrectionError, CorrectionSet
-from digit.finetune import MAX_MNIST_DROP, FinetuneConfig, FinetuneReport
+from digit.evaluation import MAX_MNIST_DROP, FinetuneReport
 
 STATE_KEY = "corrections"
 DISK_KEY = "corrections_on_disk"
@@ -355,23 +355,6 @@ def corrections_for_evaluation() -> tuple[np.ndarray, np.ndarray] | None:
     """(uint8 images, labels) of this visitor's corrections for digit.evaluate, or None when there are none."""
     store = corrections()
     return (store.images, store.labels) if len(store) else None
-
-
-def render_measure(
-    key: str,
-    measure_fn: Callable[[Callable[[int, int], None]], FinetuneReport],
-    label: str = "Measure before and after",
-) -> FinetuneReport | None:
-    """A button that runs `measure_fn(on_fold)` with a progress bar; shows and returns the report (kept per key)."""
-    if st.button(label, key=f"{key}-measure", help="MNIST test accuracy of both models, and 5-fold cross-validation"):
-        bar = st.progress(0.0, text="Cross-validating on your corrections…")
-        report = measure_fn(lambda k, n: bar.progress(k / n, text=f"Fold {k + 1} of {n}: fine-tuning without it…"))
-        bar.empty()
-        st.session_state[f"{key}-report"] = report
-    report = st.session_state.get(f"{key}-report")
-    if report is not None:
-        render_finetune_report(report)
-    return report
 
 
 def render_finetune_report(report: FinetuneReport) -> None:

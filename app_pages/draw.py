@@ -49,12 +49,12 @@ def uploaded_image() -> np.ndarray | None:
         return None
 
 
-def predict_or_explain(model, image: np.ndarray | None) -> tuple[Prediction | None, str]:
+def predict_or_explain(predictor, image: np.ndarray | None) -> tuple[Prediction | None, str]:
     """The prediction for `image` (None before any input), or why the image cannot be used."""
     if image is None:
         return None, ""
     try:
-        return predict(model, image), ""
+        return predict(predictor, image), ""
     except ImageError as error:
         return None, f"Cannot use this image: {error}"
 
@@ -149,7 +149,7 @@ def show_steps(image: np.ndarray) -> None:
 
 in_use = model_in_use()
 st.title("Draw a digit")
-if in_use.model is None:
+if in_use.predictor is None:
     st.error(in_use.warning or "No model is available.")
     st.stop()
 
@@ -159,7 +159,7 @@ with left:
     if source == "Draw":
         st.space("medium")  # room for the canvas toolbar, which floats above the drawing surface
         image = canvas_image(st.session_state.setdefault("pen_width", 22))
-        prediction, problem = predict_or_explain(in_use.model, image)
+        prediction, problem = predict_or_explain(in_use.predictor, image)
         answer_under_canvas(prediction)
         st.caption(
             "Draw one digit, large and centred. The toolbar above the canvas has undo, redo and clear (the bin)."
@@ -168,7 +168,7 @@ with left:
         hint = "Draw a digit on the black square: the answer appears when you lift the pen."
     else:
         image = uploaded_image()
-        prediction, problem = predict_or_explain(in_use.model, image)
+        prediction, problem = predict_or_explain(in_use.predictor, image)
         answer_under_canvas(prediction)
         hint = "Upload a picture of one digit."
 with right:

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import corrections_ui
-from app_pages.common import MNIST_HELP, enlarge, load_model, mnist, mnist_source, model_in_use, percent
+from app_pages.common import MNIST_HELP, enlarge, load_predictor, mnist, mnist_source, model_in_use, percent
 from digit.data import DataError
 from digit.evaluation import Evaluation, evaluate
 
@@ -21,7 +21,7 @@ MISTAKES_SHOWN = 24
 def evaluation(path: str, mtime: float, source: str) -> Evaluation:
     """Score one model file on the test set (cached per file version, so a new model is re-scored)."""
     data = mnist(source)
-    return evaluate(load_model(path, mtime), data.x_test, data.y_test)
+    return evaluate(load_predictor(path, mtime), data.x_test, data.y_test)
 
 
 def confusion_figure(confusion: np.ndarray) -> plt.Figure:
@@ -48,14 +48,14 @@ def report_table(result: Evaluation) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def show_corrections_score(model) -> None:
+def show_corrections_score(predictor) -> None:
     """The same scores on this visitor's own corrections, where there are any."""
     st.subheader("On your corrections")
     data = corrections_ui.corrections_for_evaluation()
     if data is None:
         st.caption("No corrections yet: tell the Draw page when it is wrong (or right) to build your own test set.")
         return
-    mine = evaluate(model, *data)
+    mine = evaluate(predictor, *data)
     accuracy, loss, count = st.columns(3)
     accuracy.metric("Accuracy", percent(mine.accuracy))
     loss.metric("Loss", f"{mine.loss:.4f}")
@@ -76,7 +76,7 @@ def show_mistakes(result: Evaluation, images: np.ndarray) -> None:
 
 in_use = model_in_use()
 st.title("Evaluate")
-if in_use.model is None:
+if in_use.predictor is None:
     st.error(in_use.warning or "No model is available.")
     st.stop()
 try:
@@ -108,4 +108,4 @@ with report:
 st.subheader("The most confident mistakes")
 show_mistakes(result, data.x_test)
 
-show_corrections_score(in_use.model)
+show_corrections_score(in_use.predictor)

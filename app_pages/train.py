@@ -1,9 +1,11 @@
 """Train: retrain the network from the sidebar, watch loss and accuracy live, switch to the result.
 
-The run itself lives in a digit.jobs.Runner that the whole server shares (common.training_runner):
-it goes on across reruns, page switches and closed tabs, and every visitor sees it. This page
-only starts, stops and draws it.
+The run itself is a child process that a digit.jobs.Runner shared by the whole server starts and
+follows (common.training_runner): it goes on across reruns, page switches and closed tabs, and
+every visitor sees it. This page only starts, stops and draws it; TensorFlow never loads here.
 """
+
+from pathlib import Path
 
 import altair as alt
 import pandas as pd
@@ -13,9 +15,6 @@ from app_pages import corrections_ui
 from app_pages.common import (
     MNIST_HELP,
     epochs_text,
-    load_model,
-    mnist,
-    mnist_source,
     model_in_use,
     percent,
     promote_password,
@@ -25,7 +24,16 @@ from app_pages.common import (
     visitor_id,
 )
 from digit import jobs
-from digit.config import ARCHITECTURES, MAX_EPOCHS, MAX_TRAIN_IMAGES, SEED_RECIPE, ConfigError, TrainConfig
+from digit.config import (
+    ARCHITECTURES,
+    MAX_EPOCHS,
+    MAX_TRAIN_IMAGES,
+    SEED_RECIPE,
+    ConfigError,
+    FinetuneConfig,
+    TrainConfig,
+)
+from digit.evaluation import FinetuneReport
 
 LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2)
 BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
@@ -122,9 +130,9 @@ def start_run() -> None:
 
 
 def stop_run() -> None:
-    """Stop button."""
-    if training_runner().stop():
-        notice("info", "Stopping after the current batch…")
+    """Stop button: the run's process ends at once and nothing is saved."""
+    if training_runner().stop(by=visitor_id()):
+        notice("info", "Stopped: nothing was saved.")
 
 
 def may_stop(snapshot: jobs.Snapshot) -> bool:
@@ -159,11 +167,18 @@ def show_progress(snapshot: jobs.Snapshot) -> None:
     epochs = snapshot.config.get("epochs", 0)
     epoch = snapshot.batches[-1]["epoch"] if snapshot.batches else 1
     if snapshot.state == jobs.LOADING:
-        text = "Loading MNIST…"
-    elif not snapshot.steps_done:
-        text = "Building the model and compiling its first training step (the slowest one)…"
+        text = "Starting the training process and loading MNIST…"
+    elif snapshot.kind == jobs.MEASURE:
+        fold, folds = snapshot.fold or (0, 0)
+        text = f"Cross-validating: fold {fold + 1} of {folds}…" if folds else "Scoring both models on MNIST…"
     elif snapshot.state == jobs.EVALUATING:
         text = "Scoring on the test set…"
+    elif snapshot.state == jobs.SAVING:
+        text = "Saving, and exporting it for serving (checked against Keras on the test set)…"
+    elif snapshot.state == jobs.VALIDATING:
+        text = f"Epoch {epoch}/{epochs} · validating…"
+    elif not snapshot.steps_done:
+        text = "Building the model and compiling its first training step (the slowest one)…"
     else:
         left = (
             "estimating time left" if snapshot.seconds_left is None else f"about {duration(snapshot.seconds_left)} left"
@@ -223,10 +238,14 @@ def show_outcome(snapshot: jobs.Snapshot) -> None:
         st.error(f"Run {snapshot.run_id} {snapshot.state}: {snapshot.message}")
     else:
         st.info(f"Run {snapshot.run_id} {snapshot.message}")
+    if snapshot.kind == jobs.MEASURE:
+        if snapshot.state == jobs.COMPLETED and snapshot.report:
+            corrections_ui.render_finetune_report(FinetuneReport.from_dict(snapshot.report))
+        return
     st.caption(settings_text(snapshot.config))
     if snapshot.batches:
         show_curves(snapshot)
-    if snapshot.state == jobs.COMPLETED and snapshot.config.get("kind") == "finetune":
+    if snapshot.state == jobs.COMPLETED and snapshot.kind == jobs.FINETUNE:
         finetune_report(snapshot)
 
 
@@ -236,44 +255,36 @@ def finetune_section(snapshot: jobs.Snapshot) -> None:
     config = corrections_ui.render_finetune_controls(disabled=snapshot.active)
     if config is None:
         return
-    from digit.finetune import finetune_task
-
     in_use, store = model_in_use(), corrections_ui.corrections()
     try:
-        task = finetune_task(in_use.model, store.images, store.labels, config)
-        training_runner().start(config, owner=visitor_id(), task=task)
+        training_runner().start_finetune(config, in_use.entry.path, store, owner=visitor_id())
     except (ConfigError, ValueError) as error:
         notice("error", f"Cannot fine-tune: {error}")
     except jobs.Busy as error:
         notice("warning", f"Not started: {error}.")
     else:
-        st.session_state["finetune_base"] = (str(in_use.entry.path), in_use.entry.mtime)
+        st.session_state["finetune_base"] = str(in_use.entry.path)
     st.rerun()
 
 
 def finetune_report(snapshot: jobs.Snapshot) -> None:
-    """Before and after: MNIST test accuracy, and the corrections held out by cross-validation."""
+    """Measure before and after (MNIST test accuracy, and the corrections held out by cross-validation), as a run."""
     base = st.session_state.get("finetune_base")
     store = corrections_ui.corrections()
     if base is None or snapshot.owner != visitor_id() or len(store) == 0:
         return
-    from digit.finetune import FinetuneConfig, measure
-
-    settings = {k: v for k, v in snapshot.config.items() if k != "kind"}
-    tuned = registry().get(snapshot.model_name)
-
-    def run_measure(on_fold):
-        return measure(
-            load_model(*base),
-            load_model(str(tuned.path), tuned.mtime),
-            store.images,
-            store.labels,
-            mnist(mnist_source()),
-            FinetuneConfig(**settings),
-            on_fold=on_fold,
-        )
-
-    corrections_ui.render_measure(f"finetune-{snapshot.run_id}", run_measure)
+    if st.button(
+        "Measure before and after",
+        key=f"finetune-{snapshot.run_id}-measure",
+        help="MNIST test accuracy of both models, and 5-fold cross-validation on your corrections (a few minutes)",
+    ):
+        tuned = registry().get(snapshot.model_name)
+        try:
+            config = FinetuneConfig.from_dict(snapshot.config)
+            training_runner().start_measure(config, Path(base), tuned.path, store, owner=visitor_id())
+        except jobs.Busy as error:
+            notice("warning", f"Not started: {error}.")
+        st.rerun()
 
 
 def choose_model(name: str) -> None:

@@ -1,11 +1,13 @@
 """digit: recognise hand-drawn digits with a small CNN trained on MNIST.
 
     import digit
-    model = digit.load_model()             # the shipped model
+    predictor = digit.load_predictor()     # what the app serves with: the shipped model's LiteRT export
     x = digit.preprocess(image)            # (28, 28) float32 in [0, 1], or None if blank
-    p = digit.predict(model, image)        # p.digit (int or None), p.probabilities (10,)
+    p = digit.predict(predictor, image)    # p.digit (int or None), p.probabilities (10,)
+    model = digit.load_model()             # the shipped model as Keras (imports TensorFlow)
 
-TensorFlow is imported on first use of a function that needs it, not by `import digit`.
+TensorFlow is imported only by what needs Keras (load_model, train, build_model, ...), on first
+use, never by `import digit`, load_predictor, predict or evaluate with a predictor.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ _LAZY = {
     "load_model": "digit.models",
     "save_model": "digit.models",
     "build_model": "digit.models",
-    "ModelError": "digit.models",
+    "ModelError": "digit.serving",
+    "load_predictor": "digit.serving",
+    "Predictor": "digit.serving",
     "preprocess": "digit.preprocessing",
     "preprocess_steps": "digit.preprocessing",
     "ImageError": "digit.preprocessing",

@@ -1,22 +1,25 @@
-"""The command line: train, evaluate and predict.
+"""The command line: train, fine-tune, evaluate, predict and export.
 
 python -m digit train --epochs 12 --out models/mine.keras --data ../shared/data/mnist.npz
 python -m digit evaluate --model models/mine.keras --json
 python -m digit predict drawing.png another.jpg --json
+python -m digit export models/mine.keras          # the LiteRT export the app serves with
+
+`train`, `finetune` and `measure` with `--events -` write progress as JSON lines on stdout
+(digit/worker.py): the app runs them as child processes and follows them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-from digit.config import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_MODEL_PATH, ConfigError, TrainConfig
+from digit.config import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_MODEL_PATH, ConfigError, FinetuneConfig, TrainConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +59,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", type=Path, help="where to save the .keras file (default: runs/ARCH-TIME.keras)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_job_arguments(train)
     train.set_defaults(handler=run_train)
+
+    finetune = commands.add_parser("finetune", help="fine-tune a model on your corrections, replaying MNIST")
+    finetune.add_argument("--model", type=Path, help="the .keras model to start from (default: the shipped model)")
+    finetune.add_argument(
+        "--corrections", type=Path, required=True, help="a corrections .npz (downloaded from My corrections)"
+    )
+    defaults = FinetuneConfig()
+    finetune.add_argument("--epochs", type=int, default=defaults.epochs, help=f"(default: {defaults.epochs})")
+    finetune.add_argument(
+        "--learning-rate", type=float, default=defaults.learning_rate, help=f"(default: {defaults.learning_rate:g})"
+    )
+    finetune.add_argument(
+        "--oversample",
+        type=int,
+        default=defaults.oversample,
+        help=f"times each correction is shown per epoch (default: {defaults.oversample})",
+    )
+    finetune.add_argument(
+        "--replay",
+        type=float,
+        default=defaults.replay,
+        help=f"MNIST images per correction shown (default: {defaults.replay:g})",
+    )
+    finetune.add_argument(
+        "--data", type=Path, help="an mnist.npz to read (default: $DIGIT_MNIST_NPZ, else Keras' download)"
+    )
+    finetune.add_argument("--out", type=Path, help="where to save the .keras file (default: runs/finetune-TIME.keras)")
+    finetune.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_job_arguments(finetune)
+    finetune.set_defaults(handler=run_finetune)
+
+    measure = commands.add_parser("measure", help="a fine-tune's before and after: MNIST and cross-validation")
+    measure.add_argument("--base", type=Path, required=True, help="the model before fine-tuning (.keras)")
+    measure.add_argument("--tuned", type=Path, required=True, help="the model after fine-tuning (.keras)")
+    measure.add_argument("--corrections", type=Path, required=True, help="the corrections .npz it was tuned on")
+    measure.add_argument("--folds", type=int, default=5, help="cross-validation folds; 0 skips it (default: 5)")
+    measure.add_argument("--settings", help="the fine-tune's settings as JSON (default: FinetuneConfig's)")
+    measure.add_argument(
+        "--data", type=Path, help="an mnist.npz to read (default: $DIGIT_MNIST_NPZ, else Keras' download)"
+    )
+    measure.add_argument("--events", help="write progress and the report as JSON lines to this file ('-': stdout)")
+    measure.add_argument("--nice", type=int, default=0, help=argparse.SUPPRESS)
+    measure.add_argument("--control-stdin", action="store_true", help=argparse.SUPPRESS)
+    measure.set_defaults(handler=run_measure)
+
+    export = commands.add_parser("export", help="export a .keras model for serving (LiteRT), checked against Keras")
+    export.add_argument("model", type=Path, metavar="MODEL", help="a .keras file; the export is written beside it")
+    export.add_argument(
+        "--data", type=Path, help="an mnist.npz to check on (default: $DIGIT_MNIST_NPZ, else Keras' download)"
+    )
+    export.set_defaults(handler=run_export)
 
     evaluate = commands.add_parser("evaluate", help="score a model on the 10,000 MNIST test images")
     evaluate.add_argument("--model", type=Path, help="a .keras file (default: the shipped model)")
@@ -68,10 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="recognise the digit in image files")
     predict.add_argument("files", nargs="+", type=Path, metavar="FILE", help="PNG, JPEG, BMP, WebP or GIF images")
-    predict.add_argument("--model", type=Path, help="a .keras file (default: the shipped model)")
+    predict.add_argument("--model", type=Path, help="a .keras or .tflite file (default: the shipped model)")
     predict.add_argument("--json", action="store_true", help="one JSON line per file")
     predict.set_defaults(handler=run_predict)
     return parser
+
+
+def add_job_arguments(command: argparse.ArgumentParser) -> None:
+    """What the app's runner passes to a run it starts as a child process."""
+    command.add_argument("--registry", type=Path, help="save into this registry folder (the app's) instead of --out")
+    command.add_argument("--events", help="write progress as JSON lines to this file ('-': stdout)")
+    command.add_argument("--nice", type=int, default=0, help="lower CPU priority by this much (default: 0)")
+    command.add_argument("--control-stdin", action="store_true", help=argparse.SUPPRESS)  # the runner's Stop
 
 
 def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -88,45 +151,83 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
     except ConfigError as error:
         parser.error(str(error))  # exits with status 2
-    out = args.out or Path("runs") / f"{config.arch}-{datetime.now():%Y%m%d-%H%M%S}.keras"
-    if out.suffix != ".keras":
-        parser.error(f"--out must end in .keras, got {out}")
+    out = _out_path(args, parser, config.arch)
+    from digit import worker
 
+    return worker.run(worker.TrainJob(config, args.data, out, args.registry, _command_line()), _session(args))
+
+
+def run_finetune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        config = FinetuneConfig(
+            epochs=args.epochs,
+            learning_rate=args.learning_rate,
+            oversample=args.oversample,
+            replay=args.replay,
+            seed=args.seed,
+        )
+        config.validate()
+    except (ConfigError, TypeError) as error:
+        parser.error(str(error))
+    out = _out_path(args, parser, "finetune")
+    from digit import worker
+
+    job = worker.FinetuneJob(config, args.model or DEFAULT_MODEL_PATH, args.corrections, args.data, out, args.registry)
+    return worker.run(job, _session(args))
+
+
+def run_measure(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        config = FinetuneConfig.from_dict(json.loads(args.settings)) if args.settings else FinetuneConfig()
+        config.validate()
+    except (ValueError, TypeError) as error:
+        parser.error(f"--settings: {error}")
+    from digit import worker
+
+    job = worker.MeasureJob(config, args.base, args.tuned, args.corrections, args.data, args.folds)
+    return worker.run(job, _session(args))
+
+
+def run_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from digit.data import DataError, load_mnist
-    from digit.evaluation import evaluate
-    from digit.models import parameter_count, save_model
-    from digit.training import train
+    from digit.models import ModelError, export_saved
 
     try:
-        data = load_mnist(args.data)
-    except DataError as error:
+        check_images = load_mnist(args.data).x_test
+    except DataError:
+        check_images = None  # checked on synthetic images instead; the card says so
+    try:
+        serving = export_saved(args.model, check_images)
+    except ModelError as error:
         return _fail(str(error))
+    if serving.get("engine") != "LiteRT":
+        return _fail(f"{args.model.name} will be served through Keras: {serving.get('reason')}")
     print(
-        f"training {config.arch} on {min(len(data.x_train), config.limit or 60_000)} images: {json.dumps(config.to_dict())}",
-        flush=True,
+        f"exported {args.model.with_suffix('.tflite')} ({serving['bytes'] / 1e6:.1f} MB); "
+        f"largest difference from Keras {serving['max_difference']:.1e} on {serving['checked_on']}"
     )
-    result = train(config, data, verbose=2)
-    if not result.completed:
-        return _fail(f"training {result.status} after {result.epochs_done} epochs; nothing saved")
-    scores = evaluate(result.model, data.x_test, data.y_test)
-    card = {
-        "name": out.stem,
-        "command": "python -m digit " + shlex.join(sys.argv[1:] if argv_is_ours() else []),
-        "data": str(args.data) if args.data else "DIGIT_MNIST_NPZ or keras.datasets.mnist",
-        "config": config.to_dict(),
-        "train_images": result.train_images,
-        "epochs_done": result.epochs_done,
-        "wall_seconds": round(result.seconds, 1),
-        "parameters": parameter_count(result.model),
-        "test_accuracy": scores.accuracy,
-        "test_loss": scores.loss,
-        "history": result.history,
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {_cpu_count()} cores, Python {platform.python_version()}",
-    }
-    save_model(result.model, out, card)
-    print(f"test accuracy {scores.accuracy:.4f}, test loss {scores.loss:.4f}; {result.seconds:.0f} s; saved {out}")
     return 0
+
+
+def _out_path(args: argparse.Namespace, parser: argparse.ArgumentParser, stem: str) -> Path | None:
+    if args.registry is not None:
+        if args.out is not None:
+            parser.error("give --out or --registry, not both")
+        return None
+    out = args.out or Path("runs") / f"{stem}-{datetime.now():%Y%m%d-%H%M%S}.keras"
+    if out.suffix != ".keras":
+        parser.error(f"--out must end in .keras, got {out}")
+    return out
+
+
+def _session(args: argparse.Namespace):
+    from digit import worker
+
+    return worker.Session.open(args.events, args.nice, args.control_stdin)
+
+
+def _command_line() -> str:
+    return "python -m digit " + shlex.join(sys.argv[1:] if argv_is_ours() else [])
 
 
 def run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -157,10 +258,12 @@ def run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     from digit.images import read_image_file
     from digit.inference import predict
     from digit.preprocessing import ImageError
+    from digit.serving import ModelError, load_predictor
 
-    model = _load_or_none(args.model)
-    if model is None:
-        return 1
+    try:
+        model = load_predictor(args.model)
+    except ModelError as error:
+        return _fail(str(error))
     failures = 0
     for path in args.files:
         try:
@@ -196,10 +299,4 @@ def _fail(message: str) -> int:
 
 def argv_is_ours() -> bool:
     """True when sys.argv is this CLI's command line (not pytest's, say)."""
-    return len(sys.argv) > 1 and sys.argv[1] in ("train", "evaluate", "predict")
-
-
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return len(sys.argv) > 1 and sys.argv[1] in ("train", "finetune", "measure", "evaluate", "predict", "export")

@@ -79,6 +79,54 @@ class TrainConfig:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything that defines one fine-tuning run."""
+
+    epochs: int = 4
+    batch_size: int = 64
+    learning_rate: float = 3e-4
+    oversample: int = 8  # each correction is shown this many times per epoch (fewer for large sets)
+    replay: float = 3.0  # MNIST images per correction shown
+    min_replay: int = 1_000
+    augment: bool = True
+    freeze_batchnorm: bool = True  # keep MNIST's normalisation statistics: the main guard against forgetting
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise ConfigError with a clear message for any setting out of bounds."""
+        _check_int("epochs", self.epochs, 1, 20)
+        _check_int("batch size", self.batch_size, 8, 512)
+        _check_int("oversampling", self.oversample, 1, 50)
+        _check_int("minimum replay", self.min_replay, 0, 60_000)
+        _check_int("seed", self.seed, 0, 2**31 - 1)
+        if not isinstance(self.learning_rate, (int, float)) or not 1e-6 <= self.learning_rate <= 1e-2:
+            raise ConfigError(f"learning rate must be between 1e-06 and 0.01, got {self.learning_rate!r}")
+        if not isinstance(self.replay, (int, float)) or not 0.0 <= self.replay <= 10.0:
+            raise ConfigError(f"replay must be between 0 and 10 MNIST images per correction, got {self.replay!r}")
+
+    def copies(self, corrections: int) -> int:
+        """How often each correction is shown per epoch."""
+        return max(1, min(self.oversample, MAX_CORRECTION_SAMPLES // max(corrections, 1)))
+
+    def replay_size(self, corrections: int, available: int) -> int:
+        """How many MNIST training images are mixed in."""
+        wanted = max(self.min_replay, round(self.replay * corrections * self.copies(corrections)))
+        return min(wanted, available)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready copy of the settings."""
+        return {"kind": "finetune", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> FinetuneConfig:
+        """The settings again from to_dict()'s values."""
+        return cls(**{k: v for k, v in values.items() if k != "kind"})
+
+
+MAX_CORRECTION_SAMPLES = 2_000  # oversampling stops here, so that a large set still trains in a minute
+
+
 # The tutorial this project grew out of: 5 epochs, batch 32, Adam's default rate, 30% held out.
 SEED_RECIPE = {"epochs": 5, "batch_size": 32, "learning_rate": 1e-3, "augment": False, "validation_split": 0.3}
 

@@ -1,7 +1,16 @@
-"""MNIST loading: a local .npz when one is given, Keras' download otherwise."""
+"""MNIST loading: a local .npz when one is given, Keras' download otherwise (no TensorFlow needed).
+
+Keras' `keras.datasets.mnist.load_data()` downloads one file, checks its SHA-256 and keeps it in
+`~/.keras/datasets/`. `load_mnist` reads and fetches that same file in that same place, without
+importing Keras, so that the server that draws for visitors never loads TensorFlow.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +19,9 @@ import numpy as np
 from digit.config import IMAGE_SIZE, NUM_CLASSES, data_path_from_env
 
 REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
+KERAS_MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+KERAS_MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"  # keras.datasets.mnist's
+DOWNLOAD_TIMEOUT = 60  # seconds
 
 
 class DataError(RuntimeError):
@@ -60,16 +72,36 @@ def load_npz(path: str | Path) -> Dataset:
 
 def _load_with_keras() -> Dataset:
     try:
-        from keras.datasets import mnist
-
-        (x_train, y_train), (x_test, y_test) = mnist.load_data()
-    except Exception as error:
+        path = keras_cached_mnist()
+    except OSError as error:
         raise DataError(
-            "MNIST is not reachable: Keras could not download it (no internet?). "
+            f"MNIST is not reachable: it could not be downloaded ({error}). "
             "Pass --data PATH or set DIGIT_MNIST_NPZ to a local mnist.npz."
         ) from error
-    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-    return _validated(arrays, source="keras.datasets.mnist")
+    return load_npz(path)
+
+
+def keras_cached_mnist() -> Path:
+    """Keras' copy of mnist.npz, downloaded and checked first where it is missing or damaged."""
+    cache = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
+    path = cache / "mnist.npz"
+    if path.is_file() and _sha256(path) == KERAS_MNIST_SHA256:
+        return path
+    cache.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache, prefix=".mnist-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as file, urllib.request.urlopen(KERAS_MNIST_URL, timeout=DOWNLOAD_TIMEOUT) as answer:
+            file.write(answer.read())
+        if _sha256(Path(tmp)) != KERAS_MNIST_SHA256:
+            raise OSError(f"the file from {KERAS_MNIST_URL} is not the expected one (its SHA-256 differs)")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _validated(arrays: dict[str, np.ndarray], source: str) -> Dataset:

@@ -1,10 +1,13 @@
-"""Score a model on labelled images: loss, accuracy, per-class report, confusion matrix."""
+"""Serving side: score a model on labelled images: loss, accuracy, per-class report, confusion matrix.
+
+Takes a predictor (LiteRT, no TensorFlow) or a Keras model, like `digit.predict`. Also the
+before-and-after report of a fine-tune, which the app reads without TensorFlow.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-import keras
 import numpy as np
 
 from digit.config import NUM_CLASSES
@@ -51,9 +54,9 @@ class Evaluation:
         }
 
 
-def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> Evaluation:
+def evaluate(model_or_predictor, images: np.ndarray, labels: np.ndarray) -> Evaluation:
     """Evaluate on uint8 (N, 28, 28) images with their labels."""
-    probabilities = predict_probabilities(model, to_model_input(images))
+    probabilities = predict_probabilities(model_or_predictor, to_model_input(images))
     return score(probabilities, labels)
 
 
@@ -118,3 +121,51 @@ def format_confusion(confusion: np.ndarray) -> str:
     header = "true\\pred" + "".join(f"{d:>6}" for d in range(NUM_CLASSES))
     rows = [f"{t:>9}" + "".join(f"{c:>6}" for c in row) for t, row in enumerate(confusion)]
     return "\n".join([header, *rows])
+
+
+MAX_MNIST_DROP = 0.001  # a fine-tune may cost at most 0.1 point of MNIST test accuracy
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """Accuracy on corrections no model was trained on: the base model, and k fine-tunes on the other folds."""
+
+    before: float  # the base model on every correction
+    after: float  # mean over folds of a fine-tune's accuracy on its held-out fold
+    fold_accuracies: tuple[float, ...]
+    folds: int
+    status: str  # completed, or stopped/diverged when a fold's run did not complete
+
+
+@dataclass(frozen=True)
+class FinetuneReport:
+    """Before and after: MNIST test accuracy and held-out accuracy on the corrections."""
+
+    mnist_before: float
+    mnist_after: float
+    mnist_images: int
+    corrections: int
+    cross_validation: CrossValidation | None
+
+    @property
+    def mnist_change(self) -> float:
+        """After minus before, in points (percent)."""
+        return 100.0 * (self.mnist_after - self.mnist_before)
+
+    @property
+    def keeps_mnist(self) -> bool:
+        """True when MNIST test accuracy dropped by no more than 0.1 point."""
+        return self.mnist_before - self.mnist_after <= MAX_MNIST_DROP + 1e-9
+
+    def to_dict(self) -> dict:
+        """The report as plain JSON-ready values."""
+        return {**asdict(self), "mnist_change_points": self.mnist_change, "keeps_mnist": self.keeps_mnist}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> FinetuneReport:
+        """The report again from to_dict()'s values (sent by the process that measured it)."""
+        validation = values.get("cross_validation")
+        if validation is not None:
+            validation = CrossValidation(**{**validation, "fold_accuracies": tuple(validation["fold_accuracies"])})
+        fields = ("mnist_before", "mnist_after", "mnist_images", "corrections")
+        return cls(**{k: values[k] for k in fields}, cross_validation=validation)

@@ -1,4 +1,4 @@
-"""Fine-tune the model in use on a person's corrections, replaying MNIST so that it does not forget.
+"""Training side: fine-tune the model in use on a person's corrections, replaying MNIST so that it does not forget.
 
     result = finetune(model, corrections.images, corrections.labels, mnist, callbacks=[...])
     result.model                                   # a new model; `model` is left as it was
@@ -14,59 +14,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 
-from digit.config import IMAGE_SIZE, NUM_CLASSES, ConfigError, _check_int
+from digit.config import IMAGE_SIZE, NUM_CLASSES, FinetuneConfig
 from digit.data import Dataset
-from digit.evaluation import evaluate
+from digit.evaluation import MAX_MNIST_DROP, CrossValidation, FinetuneReport, evaluate
 from digit.training import COMPLETED, TrainResult, _Outcome, make_dataset
 
-MAX_MNIST_DROP = 0.001  # a fine-tune may cost at most 0.1 point of MNIST test accuracy
-MAX_CORRECTION_SAMPLES = 2_000  # oversampling stops here, so that a large set still trains in a minute
+# The settings and the report live in TensorFlow-free modules, for the app; importable from here too.
+__all__ = ["MAX_MNIST_DROP", "CrossValidation", "FinetuneConfig", "FinetuneReport", "finetune", "measure"]
+
 MIN_CORRECTIONS = 1
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Everything that defines one fine-tuning run."""
-
-    epochs: int = 4
-    batch_size: int = 64
-    learning_rate: float = 3e-4
-    oversample: int = 8  # each correction is shown this many times per epoch (fewer for large sets)
-    replay: float = 3.0  # MNIST images per correction shown
-    min_replay: int = 1_000
-    augment: bool = True
-    freeze_batchnorm: bool = True  # keep MNIST's normalisation statistics: the main guard against forgetting
-    seed: int = 0
-
-    def validate(self) -> None:
-        """Raise ConfigError with a clear message for any setting out of bounds."""
-        _check_int("epochs", self.epochs, 1, 20)
-        _check_int("batch size", self.batch_size, 8, 512)
-        _check_int("oversampling", self.oversample, 1, 50)
-        _check_int("minimum replay", self.min_replay, 0, 60_000)
-        _check_int("seed", self.seed, 0, 2**31 - 1)
-        if not isinstance(self.learning_rate, (int, float)) or not 1e-6 <= self.learning_rate <= 1e-2:
-            raise ConfigError(f"learning rate must be between 1e-06 and 0.01, got {self.learning_rate!r}")
-        if not isinstance(self.replay, (int, float)) or not 0.0 <= self.replay <= 10.0:
-            raise ConfigError(f"replay must be between 0 and 10 MNIST images per correction, got {self.replay!r}")
-
-    def copies(self, corrections: int) -> int:
-        """How often each correction is shown per epoch."""
-        return max(1, min(self.oversample, MAX_CORRECTION_SAMPLES // max(corrections, 1)))
-
-    def replay_size(self, corrections: int, available: int) -> int:
-        """How many MNIST training images are mixed in."""
-        wanted = max(self.min_replay, round(self.replay * corrections * self.copies(corrections)))
-        return min(wanted, available)
-
-    def to_dict(self) -> dict:
-        """A JSON-ready copy of the settings."""
-        return {"kind": "finetune", **asdict(self)}
 
 
 @dataclass
@@ -160,42 +121,6 @@ def trainable_copy(model: keras.Model, freeze_batchnorm: bool = True) -> keras.M
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False  # Keras 3 then runs it in inference mode, with MNIST's statistics
     return copy
-
-
-@dataclass(frozen=True)
-class CrossValidation:
-    """Accuracy on corrections no model was trained on: the base model, and k fine-tunes on the other folds."""
-
-    before: float  # the base model on every correction
-    after: float  # mean over folds of a fine-tune's accuracy on its held-out fold
-    fold_accuracies: tuple[float, ...]
-    folds: int
-    status: str  # completed, or stopped/diverged when a fold's run did not complete
-
-
-@dataclass(frozen=True)
-class FinetuneReport:
-    """Before and after: MNIST test accuracy and held-out accuracy on the corrections."""
-
-    mnist_before: float
-    mnist_after: float
-    mnist_images: int
-    corrections: int
-    cross_validation: CrossValidation | None
-
-    @property
-    def mnist_change(self) -> float:
-        """After minus before, in points (percent)."""
-        return 100.0 * (self.mnist_after - self.mnist_before)
-
-    @property
-    def keeps_mnist(self) -> bool:
-        """True when MNIST test accuracy dropped by no more than 0.1 point."""
-        return self.mnist_before - self.mnist_after <= MAX_MNIST_DROP + 1e-9
-
-    def to_dict(self) -> dict:
-        """The report as plain JSON-ready values."""
-        return {**asdict(self), "mnist_change_points": self.mnist_change, "keeps_mnist": self.keeps_mnist}
 
 
 def mnist_accuracy(model: keras.Model, mnist: Dataset) -> float:

@@ -1,23 +1,28 @@
-"""The architectures, and loading and saving models safely."""
+"""Training side: the architectures, and loading and saving Keras models safely (imports TensorFlow).
+
+Saving also writes the model's serving export (a checked `.tflite` beside it, digit/export.py)
+and its card; the `.keras` file is renamed into place last, so a model appears whole or not at all.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers
 
 from digit.config import ARCHITECTURES, DEFAULT_MODEL_PATH, IMAGE_SIZE, NUM_CLASSES
+from digit.export import export_for_serving
+from digit.serving import ModelError, card_path, check_model_file, export_path, file_sha256, read_card
+
+__all__ = ["ModelError", "build_model", "card_path", "load_model", "read_card", "save_model"]
 
 INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
-
-
-class ModelError(RuntimeError):
-    """A model file that is missing, broken, unsafe or of the wrong shape."""
 
 
 @keras.saving.register_keras_serializable(package="digit")
@@ -99,10 +104,7 @@ def _cnn() -> keras.Model:
 def load_model(path: str | Path | None = None) -> keras.Model:
     """Load a .keras model (the shipped default without a path), refusing unsafe or wrong ones."""
     path = Path(path) if path else DEFAULT_MODEL_PATH
-    if not path.is_file():
-        raise ModelError(f"no model file at {path}")
-    if not zipfile.is_zipfile(path):
-        raise ModelError(f"{path.name} is not a Keras model file (.keras)")
+    check_model_file(path)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:
@@ -127,40 +129,71 @@ def _first_line(error: Exception) -> str:
     return text[0][:300] if text else type(error).__name__
 
 
-def save_model(model: keras.Model, path: str | Path, card: dict | None = None) -> Path:
-    """Save weights and architecture (no optimizer state) atomically, with a JSON card beside it."""
+def save_model(
+    model: keras.Model, path: str | Path, card: dict | None = None, check_images: np.ndarray | None = None
+) -> Path:
+    """Save weights and architecture (no optimizer state), its serving export and its card, atomically."""
+    return prepare_save(model, path, card, check_images).commit()
+
+
+@dataclass
+class PendingSave:
+    """A model written beside its final name: commit() renames it into place, discard() removes it all."""
+
+    path: Path
+    tmp: Path
+
+    def commit(self) -> Path:
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        for leftover in (self.tmp, export_path(self.path), card_path(self.path)):
+            leftover.unlink(missing_ok=True)
+
+
+def prepare_save(
+    model: keras.Model, path: str | Path, card: dict | None = None, check_images: np.ndarray | None = None
+) -> PendingSave:
+    """Everything of save_model but the final rename: the slow part, which a Stop may still undo.
+
+    `check_images` (uint8 or [0, 1] float, (N, 28, 28)) are what the export is checked on: the
+    MNIST test set where it is at hand.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # An uncompiled copy, so the file holds no optimizer state (clone_model would compile it again).
     lean = type(model).from_config(model.get_config())
     lean.set_weights(model.get_weights())
-    _atomic_write(path, lambda tmp: lean.save(tmp))
-    if card is not None:
-        text = json.dumps(card, indent=2, sort_keys=True) + "\n"
-        _atomic_write(card_path(path), lambda tmp: Path(tmp).write_text(text))
-    return path
+    tmp = Path(_temporary_beside(path))
+    lean.save(tmp)
+    serving = {**export_for_serving(lean, path, check_images), "keras_sha256": file_sha256(tmp)}
+    text = json.dumps({**(card or {}), "serving": serving}, indent=2, sort_keys=True) + "\n"
+    _atomic_write(card_path(path), lambda target: Path(target).write_text(text))
+    return PendingSave(path, tmp)
 
 
-def card_path(model_path: str | Path) -> Path:
-    """Where a model's card (its JSON description) lives."""
-    return Path(model_path).with_suffix(".json")
+def export_saved(path: str | Path, check_images: np.ndarray | None = None) -> dict:
+    """Make (again) the serving export of a saved `.keras` file, leaving the file itself as it is; the new record."""
+    path = Path(path)
+    serving = {**export_for_serving(load_model(path), path, check_images), "keras_sha256": file_sha256(path)}
+    text = json.dumps({**read_card(path), "serving": serving}, indent=2, sort_keys=True) + "\n"
+    _atomic_write(card_path(path), lambda target: Path(target).write_text(text))
+    return serving
 
 
-def read_card(model_path: str | Path) -> dict:
-    """The model's card, or an empty dict where there is none or it is unreadable."""
-    try:
-        return json.loads(card_path(model_path).read_text())
-    except (OSError, ValueError):
-        return {}
+def _temporary_beside(path: Path) -> str:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes the file private; a model is meant to be shared
+    return tmp
 
 
 def _atomic_write(path: Path, write) -> None:
     # Write beside the target, then rename: a crash leaves the old file or the new one, never half.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    os.close(fd)
+    tmp = _temporary_beside(path)
     try:
         write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a model is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -2,13 +2,18 @@
 
     models/registry/                  (or $DIGIT_REGISTRY_DIR)
         cnn-20261126-024012.keras     a model: architecture and weights, no optimizer state
-        cnn-20261126-024012.json      its card: settings, metrics, date
+        cnn-20261126-024012.tflite    its serving export (LiteRT), checked against Keras when saved
+        cnn-20261126-024012.json      its card: settings, metrics, date, the export's check
         served.json                   {"name": ...}: the model every visitor gets
 
     registry = Registry()
     entry = registry.add(model, card)   # saved, not yet served
     registry.promote(entry.name)        # now served app-wide, and after a restart
     registry.served()                   # the served entry; the shipped model when there is none
+    registry.delete(entry.name)         # not the shipped model, nor the served one
+
+Serving side: reading the registry needs no TensorFlow; only adding a model (in a training
+process) does.
 
 Every write goes to a temporary file that is then renamed, so a crash leaves the old state
 or the new one, never half of either. When the served pointer or the model it names is missing
@@ -122,18 +127,35 @@ class Registry:
             raise RegistryError(f"no saved model called {name!r}")
         return self._entry(path)
 
-    def add(self, model, card: dict) -> Entry:
+    def add(self, model, card: dict, check_images=None) -> Entry:
         """Save a trained model with its card under a new name; it is not served until promoted."""
-        from digit.models import save_model
+        return self.commit(self.prepare(model, card, check_images))
+
+    def prepare(self, model, card: dict, check_images=None):
+        """The slow part of `add` (saving, exporting, checking): a PendingSave, invisible until committed."""
+        from digit.models import prepare_save
 
         with self._lock:
             self.root.mkdir(parents=True, exist_ok=True)
             config = card.get("config") or {}
             name = self._new_name(str(config.get("arch") or config.get("kind") or "model"))
             card = {**card, "name": name, "trained_at": card.get("trained_at") or _now()}
-            save_model(model, self.root / f"{name}.keras", card)
+            return prepare_save(model, self.root / f"{name}.keras", card, check_images)
+
+    def commit(self, pending) -> Entry:
+        """Make a prepared model visible (one rename), then prune the oldest."""
+        path = pending.commit()
         self.prune()
-        return self.get(name)
+        return self.get(path.stem)
+
+    def delete(self, name: str) -> None:
+        """Delete a saved model and its files; RegistryError for the shipped or the served model."""
+        entry = self.get(name)
+        if entry.shipped:
+            raise RegistryError("the shipped model cannot be deleted")
+        if name == self.served_name():
+            raise RegistryError(f"{name} is the model every visitor gets; serve another one first")
+        _remove_files(entry.path)
 
     def served_name(self) -> str | None:
         """The name in the served pointer, or None when there is none or it is unreadable."""
@@ -169,8 +191,7 @@ class Registry:
         for entry in self.entries()[keep:]:
             if entry.name == served:
                 continue
-            for path in (entry.path, entry.path.with_suffix(".json")):
-                path.unlink(missing_ok=True)
+            _remove_files(entry.path)
             removed.append(entry.name)
         return removed
 
@@ -184,6 +205,12 @@ class Registry:
             n += 1
             name = f"{stem}-{n}"
         return name
+
+
+def _remove_files(model_path: Path) -> None:
+    # The .keras file first: without it the entry is gone, whatever happens to the others.
+    for suffix in (".keras", ".tflite", ".json"):
+        model_path.with_suffix(suffix).unlink(missing_ok=True)
 
 
 def _read_json(path: Path) -> dict:

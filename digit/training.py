@@ -15,6 +15,8 @@ from digit.data import Dataset
 from digit.models import build_model
 
 COMPLETED, STOPPED, DIVERGED = "completed", "stopped", "diverged"
+BATCH_NORM_SAMPLE = 5000  # clean training images that re-estimate batch-norm statistics: ~2 s on 2 cores
+BATCH_NORM_BATCH = 500  # large batches: each batch's statistics are close to the population's
 
 
 @dataclass
@@ -61,15 +63,40 @@ def train(
         shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset anyway
         verbose=verbose,
     )
+    status = watch.status(model, config.epochs)
+    if status == COMPLETED:  # a stopped or diverged run is discarded: no need to settle it
+        settle_batch_norm(model, train_x, config.seed)
     return TrainResult(
         model=model,
         config=config,
-        status=watch.status(model, config.epochs),
+        status=status,
         history={k: [float(v) for v in values] for k, values in history.history.items()},
         seconds=time.perf_counter() - started,
         epochs_done=watch.epochs_done,
         train_images=len(train_x),
     )
+
+
+def settle_batch_norm(model: keras.Model, images: np.ndarray, seed: int = 0) -> None:
+    """Re-estimate batch-norm moving statistics as plain averages over clean training images ("precise BN")."""
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms or not isinstance(model, keras.Sequential):
+        return  # the seed has no batch norm; the layer-by-layer pass below needs a Sequential model
+    # The moving averages (momentum 0.9) still remember the random start and the early weights after
+    # a short run: 24 steps scored 18% on the test set against 57% in training. Averaging the batch
+    # statistics of the final weights gives what inference sees. Augmentation is off, as on test images.
+    sample = np.random.default_rng(seed).permutation(len(images))[:BATCH_NORM_SAMPLE]
+    momentums = [layer.momentum for layer in norms]
+    try:
+        for k, (x, _) in enumerate(make_dataset(images[sample], np.zeros(len(sample)), BATCH_NORM_BATCH)):
+            for layer in norms:
+                layer.momentum = k / (k + 1)  # moving = running mean of the k + 1 batches so far
+            for layer in model.layers:
+                # Only batch norm in training mode: dropout off, so later layers see inference's scale.
+                x = layer(x, training=isinstance(layer, keras.layers.BatchNormalization))
+    finally:
+        for layer, momentum in zip(norms, momentums, strict=True):
+            layer.momentum = momentum
 
 
 def _split(data: Dataset, validation_split: float):
