@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         result = train(config, data)
         test = evaluate(result.model, data.x_test, data.y_test).accuracy
         trained = result.history["accuracy"][-1]
-        print(f"{limit:>7} {epochs:>6} {trained:>9.4f} {test:>8.4f} {result.seconds:>7.1f}  {result.status}", flush=True)
+        print(
+            f"{limit:>7} {epochs:>6} {trained:>9.4f} {test:>8.4f} {result.seconds:>7.1f}  {result.status}", flush=True
+        )
     return 0
 
 
