@@ -166,7 +166,11 @@ def prepare_save(
     lean = type(model).from_config(model.get_config())
     lean.set_weights(model.get_weights())
     tmp = Path(_temporary_beside(path))
-    lean.save(tmp)
+    try:
+        lean.save(tmp)
+    except BaseException:  # an interrupt too: no half-written file may stay behind
+        tmp.unlink(missing_ok=True)
+        raise
     serving = {**export_for_serving(lean, path, check_images), "keras_sha256": file_sha256(tmp)}
     text = json.dumps({**(card or {}), "serving": serving}, indent=2, sort_keys=True) + "\n"
     _atomic_write(card_path(path), lambda target: Path(target).write_text(text))

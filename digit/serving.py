@@ -137,7 +137,10 @@ def load_predictor(path: str | Path | None = None) -> Predictor:
         reason = export_in_child(path) or export_problem(path)
     if reason:
         return keras_predictor(path, reason)
-    return LiteRTPredictor(export_path(path))
+    try:
+        return LiteRTPredictor(export_path(path))
+    except ModelError as error:
+        return keras_predictor(path, f"its export cannot be read: {error}")
 
 
 STALE = "no export made from this file yet"

@@ -268,7 +268,7 @@ class TrainJob:
         card = {**_card(result, data), "command": self.command or None, "data": str(self.data or "") or None}
         if self.registry is not None:
             card["source"] = "Train page"
-        return _score_and_save(session, result.model, card, data, self.out, self.registry)
+        return _score_and_save(session, result, card, data, self.out, self.registry)
 
 
 @dataclass(frozen=True)
@@ -302,7 +302,7 @@ class FinetuneJob:
             "replay_images": result.replay_images,
             "source": "fine-tuned on a visitor's corrections",
         }
-        return _score_and_save(session, result.model, card, data, self.out, self.registry)
+        return _score_and_save(session, result, card, data, self.out, self.registry)
 
 
 @dataclass(frozen=True)
@@ -355,11 +355,12 @@ def _not_completed(session: Session, result, epochs: int) -> int:
     return 1
 
 
-def _score_and_save(session: Session, model, card: dict, data, out: Path | None, registry: Path | None) -> int:
+def _score_and_save(session: Session, result, card: dict, data, out: Path | None, registry: Path | None) -> int:
     from digit.evaluation import evaluate
     from digit.models import save_model
     from digit.registry import Registry
 
+    model = result.model
     session.emit("phase", phase="scoring")
     scores = evaluate(model, data.x_test, data.y_test)
     card = {**card, "test_accuracy": scores.accuracy, "test_loss": scores.loss}
@@ -380,7 +381,9 @@ def _score_and_save(session: Session, model, card: dict, data, out: Path | None,
         test_loss=scores.loss,
         message=f"saved as {name}",
     )
-    session.say(f"test accuracy {scores.accuracy:.4f}, test loss {scores.loss:.4f}; saved {where}")
+    session.say(
+        f"test accuracy {scores.accuracy:.4f}, test loss {scores.loss:.4f}; {result.seconds:.0f} s; saved {where}"
+    )
     return 0
 
 

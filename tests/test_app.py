@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
-import gc
 import io
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from streamlit.testing.v1 import AppTest
 from digit.config import DEFAULT_MODEL_PATH, MAX_EPOCHS, MAX_TRAIN_IMAGES
 from digit.registry import Registry
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP_DIR = Path(__file__).resolve().parents[1]
+APP = str(APP_DIR / "app.py")
 TRAIN, EVALUATE = "app_pages/train.py", "app_pages/evaluate.py"
 TIMEOUT = 90
 
@@ -139,16 +141,74 @@ def assert_ten_bars_with_the_answer_highlighted(at, digit: int) -> None:
     assert sum(float(p) for _, _, p in bars) == pytest.approx(100, abs=0.6), "the probabilities add up to 100%"
 
 
-def test_a_rerun_leaves_keras_alone_and_freezes_what_imports_made(shipped, small_mnist, monkeypatch):
-    import keras
+SERVER_WITHOUT_TENSORFLOW = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from tests.test_app import every_page_visited
+pages = every_page_visited()
+print(pages, "tensorflow" in sys.modules, "keras" in sys.modules, sorted(m for m in sys.modules if m.startswith("tensorflow"))[:3])
+"""
 
-    cleared = []
-    monkeypatch.setattr(keras.backend, "clear_session", lambda *args, **kwargs: cleared.append(args))
-    at = draw(app(), as_canvas(small_mnist.x_test[0]))
-    at.run()
-    assert cleared == [], "Streamlit's after-run clear_session is not called: it cost ~0.4 s per rerun"
-    assert gc.get_freeze_count() > 100_000, "TensorFlow's objects are out of the collector's way"
-    assert gc.get_threshold()[0] >= 10_000, "and the collector runs less often"
+
+def every_page_visited() -> int:
+    """Visit every page as a visitor would: draw, upload, correct, list and choose models, evaluate."""
+    mnist = np.load(DEFAULT_MODEL_PATH.parents[1] / "tests" / "fixtures" / "mnist-small.npz")
+    at = draw(app(), as_canvas(mnist["x_test"][0]))
+    at.button(key="feedback-3").click().run()
+    at.radio(key="input_source").set_value("Upload").run()
+    at.file_uploader(key="upload").set_value(("digit.png", png(mnist["x_test"][1]), "image/png")).run()
+    visited = 1
+    for page in (TRAIN, EVALUATE, "app_pages/corrections.py", "app_pages/draw.py"):
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+        visited += 1
+    at.switch_page(TRAIN).run()
+    at.button(key="use_saved_model").click().run()
+    assert not at.exception, at.exception
+    return visited
+
+
+def test_the_server_never_imports_tensorflow_or_keras(env, shipped):
+    # A fresh interpreter, as a server is: this test process may have imported TensorFlow already.
+    done = subprocess.run(
+        [sys.executable, "-c", SERVER_WITHOUT_TENSORFLOW, str(APP_DIR)],
+        cwd=APP_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    pages, tensorflow, keras, loaded = done.stdout.split(maxsplit=3)
+    assert pages == "5"
+    assert (tensorflow, keras) == ("False", "False"), f"the server imported {loaded}"
+
+
+SERVER_WITHOUT_LITERT = """
+import sys
+sys.modules["ai_edge_litert"] = None  # as where the package has no wheel: importing it fails
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from tests.test_app import app, as_canvas, draw, metric
+mnist = np.load("tests/fixtures/mnist-small.npz")
+at = draw(app(), as_canvas(mnist["x_test"][0]))
+print(metric(at, "Prediction"), int(mnist["y_test"][0]), "keras" in sys.modules)
+print([c.value for c in at.sidebar.caption if c.value.startswith("Answering")][0])
+"""
+
+
+def test_without_litert_the_app_serves_through_keras_and_says_so(env, shipped):
+    done = subprocess.run(
+        [sys.executable, "-c", SERVER_WITHOUT_LITERT, str(APP_DIR)],
+        cwd=APP_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer, caption = done.stdout.strip().splitlines()[-2:]
+    predicted, truth, keras_loaded = answer.split()
+    assert predicted == truth and keras_loaded == "True"
+    assert caption == "Answering with Keras (ai-edge-litert is not installed here)"
 
 
 def test_a_blank_drawing_shows_a_dash_not_a_guess(env):

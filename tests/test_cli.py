@@ -92,7 +92,8 @@ def test_train_writes_model_and_card(trained):
     assert card["train_images"] == 300 and card["epochs_done"] == 1
     assert 0.0 <= card["test_accuracy"] <= 1.0 and card["parameters"] > 0
     assert card["command"].startswith("python -m digit train")
-    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.json", "tiny.keras"]  # no temp files
+    assert card["serving"]["engine"] == "LiteRT" and card["serving"]["checked_on"] == "500 MNIST test images"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.json", "tiny.keras", "tiny.tflite"]  # no temp files
 
 
 def test_train_never_touches_the_shipped_model(trained):

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from digit.data import to_model_input
-from digit.inference import UNSURE_BELOW, Prediction, compiled, predict, predict_prepared, predict_probabilities
+from digit.inference import UNSURE_BELOW, Prediction, predict, predict_prepared, predict_probabilities
+from digit.keras_predictor import compiled
 from digit.models import build_model
 from digit.preprocessing import ImageError, preprocess
 

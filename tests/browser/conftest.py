@@ -29,6 +29,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 STARTUP_SECONDS = 60
+SERVER_PIDS: dict[str, int] = {}  # url -> the `streamlit run` process serving it
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -81,6 +82,7 @@ def streamlit_server(env: dict[str, str], log: Path, drop: tuple[str, ...] = ())
     with log.open("w") as output:
         process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[url] = process.pid
     try:
         wait_until_healthy(url, process, log)
         yield url

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 import re
 import time
 import zipfile
@@ -244,3 +245,50 @@ def test_evaluate_shows_scores_report_and_confusion_matrix(page, server):
     page.wait_for_function("img => img.complete && img.naturalWidth > 300", arg=matrix.element_handle())
     expect(page.get_by_text("Per digit")).to_be_visible()
     expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(1)
+
+
+def mapped_libraries(pid: int) -> set[str]:
+    """The shared libraries a process has mapped (Linux)."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return {line.split()[-1].rsplit("/", 1)[-1] for line in maps if ".so" in line}
+
+
+def child_pids(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return [int(child) for child in children.read().split()]
+
+
+def test_the_server_serves_every_page_without_tensorflow_and_trains_in_a_child(page, shipped_server, small_mnist):
+    from tests.browser.conftest import SERVER_PIDS
+
+    server_pid = SERVER_PIDS[shipped_server]
+    open_app(page, shipped_server)
+    assert draw(page, SEVEN) == "7"
+    page.get_by_role("button", name="Right, it is 7").click()
+    settle(page)
+    for name in ("Train", "Evaluate", "My corrections", "Draw"):
+        page.get_by_role("link", name=name).click()
+        settle(page, timeout=RUN_SECONDS * 1000)
+    page.get_by_role("link", name="Evaluate").click()
+    page.get_by_text("The most confident mistakes").wait_for(timeout=RUN_SECONDS * 1000)
+    assert page.get_by_text("Answering with LiteRT").is_visible()
+    libraries = mapped_libraries(server_pid)
+    assert not [name for name in libraries if "tensorflow" in name], "the server loaded TensorFlow"
+
+    page.get_by_role("link", name="Train").click()
+    set_number(page, "Epochs", 20)
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_function(
+        f"() => Number(document.querySelector('{PROGRESS}')?.getAttribute('aria-valuenow')) > 0",
+        timeout=RUN_SECONDS * 1000,
+    )
+    [trainer] = child_pids(server_pid)
+    assert [name for name in mapped_libraries(trainer) if "tensorflow" in name], "training runs TensorFlow, there"
+    assert os.getpriority(os.PRIO_PROCESS, trainer) >= 10, "at a lower priority than the server"
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text("nothing was saved").wait_for(timeout=10_000)
+    deadline = time.monotonic() + 5
+    while child_pids(server_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert child_pids(server_pid) == [], "the training process is gone"
+    assert not [name for name in mapped_libraries(server_pid) if "tensorflow" in name]
