@@ -11,13 +11,15 @@ child process of its own.
 import streamlit as st
 
 from app_pages.common import keep_settings, model_in_use, percent
+from app_pages.parts import runs
 
 st.set_page_config(page_title="digit: draw a digit", page_icon="✏️", layout="wide")
 
+train_page = st.Page("app_pages/train.py", title="Train", icon=":material/model_training:")
 page = st.navigation(
     [
         st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", default=True),
-        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+        train_page,
         st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
         st.Page("app_pages/corrections.py", title="My corrections", icon=":material/fact_check:"),
     ]
@@ -37,6 +39,7 @@ with st.sidebar, st.container(key="model_info"):
         st.caption(in_use.engine_text)
         if in_use.warning:
             st.warning(in_use.warning)
+runs.render_sidebar_panel(on_train_page=page.url_path == train_page.url_path)
 st.sidebar.divider()
 
 page.run()

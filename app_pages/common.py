@@ -11,6 +11,7 @@ modification time, so a retrained file is never served stale), MNIST with st.cac
 from __future__ import annotations
 
 import hmac
+import os
 import uuid
 from dataclasses import dataclass
 
@@ -111,16 +112,59 @@ def promote_password() -> str | None:
     return str(value) if value else None
 
 
-def use_model(name: str, password: str = "") -> str:
-    """Switch to `name`: for everyone when allowed, else for this visitor only. Returns what happened."""
+LOCAL_ENV = "DIGIT_LOCAL"  # set to 1 where the app runs on its user's own computer
+
+
+def running_locally() -> bool:
+    """True where whoever started the app said it runs on the user's own computer (DIGIT_LOCAL=1, or
+    `local = true` in secrets.toml): one user, so their choices may change the app for everyone."""
+    if os.environ.get(LOCAL_ENV, "").strip().lower() in ("1", "true", "yes"):
+        return True
+    try:
+        return bool(st.secrets.get("local", False))
+    except Exception:  # no secrets.toml at all
+        return False
+
+
+def password_given() -> bool:
+    """True when this visitor typed the configured password (never true where none is configured)."""
     required = promote_password()
-    if required is None or hmac.compare_digest(password.encode(), required.encode()):
+    typed = str(st.session_state.get("promote_pw") or "")
+    return required is not None and hmac.compare_digest(typed.encode(), required.encode())
+
+
+def may_change_for_everyone() -> bool:
+    """Locally, or with the password: a public server without one keeps every choice in its session."""
+    return running_locally() or password_given()
+
+
+def use_model(name: str) -> str:
+    """Switch to `name`: for everyone where allowed, else for this visitor only. Returns what happened."""
+    if may_change_for_everyone():
         registry().promote(name)
         st.session_state.pop(OVERRIDE_KEY, None)
         return f"{name} now answers for everyone."
     st.session_state[OVERRIDE_KEY] = name
-    why = "wrong password" if password else "changing it for everyone needs the password"
+    if promote_password() is None:
+        why = "this is a public server: changing the model for everyone needs a password set by whoever deployed it"
+    else:
+        why = "wrong password" if st.session_state.get("promote_pw") else "changing it for everyone needs the password"
     return f"{name} now answers in your session only ({why})."
+
+
+def is_mine(snapshot) -> bool:
+    """True when this visitor started the run."""
+    return snapshot.owner == visitor_id()
+
+
+def may_act_on(snapshot) -> bool:
+    """Stop a run, or use what it made: its owner, the password holder, or anyone on a local app."""
+    return is_mine(snapshot) or may_change_for_everyone()
+
+
+def whose(snapshot) -> str:
+    """'you' or 'another visitor'."""
+    return "you" if is_mine(snapshot) else "another visitor"
 
 
 def mnist_source() -> str:

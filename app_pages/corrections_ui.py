@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from app_pages.common import epochs_text
+from app_pages.common import epochs_text, running_locally
 from digit.config import FinetuneConfig
 from digit.corrections import MAX_FILE_BYTES, Correction, CorrectionError, CorrectionSet
 from digit.evaluation import MAX_MNIST_DROP, FinetuneReport
 
 STATE_KEY = "corrections"
 DISK_KEY = "corrections_on_disk"
-LOCAL_ENV = "DIGIT_LOCAL"
 FILE_ENV = "DIGIT_CORRECTIONS_FILE"
 DEFAULT_FILE = Path.home() / ".digit" / "corrections.npz"
 MIN_TO_FINETUNE = 10
@@ -48,12 +47,7 @@ def corrections() -> CorrectionSet:
 
 def local_storage_allowed() -> bool:
     """True where whoever started the app said it runs on the user's own computer."""
-    if os.environ.get(LOCAL_ENV, "").strip().lower() in ("1", "true", "yes"):
-        return True
-    try:
-        return bool(st.secrets.get("local", False))
-    except Exception:  # no secrets.toml at all
-        return False
+    return running_locally()
 
 
 def corrections_file() -> Path:

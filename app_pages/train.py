@@ -15,16 +15,30 @@ from app_pages import corrections_ui
 from app_pages.common import (
     MNIST_HELP,
     epochs_text,
+    may_act_on,
+    may_change_for_everyone,
     model_in_use,
     percent,
     promote_password,
     registry,
+    running_locally,
     training_runner,
-    use_model,
     visitor_id,
+    whose,
+)
+from app_pages.parts.runs import (
+    choose_model,
+    duration,
+    notice,
+    outcome_text,
+    progress_text,
+    show_notice,
+    stop_run,
+    use_button,
 )
 from digit import jobs
 from digit.config import (
+    ARCHITECTURE_INFO,
     ARCHITECTURES,
     MAX_EPOCHS,
     MAX_TRAIN_IMAGES,
@@ -34,6 +48,7 @@ from digit.config import (
     TrainConfig,
 )
 from digit.evaluation import FinetuneReport
+from digit.registry import RegistryError
 
 LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2)
 BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
@@ -45,7 +60,12 @@ SEED_DEFAULTS = {
     "cfg_augment": SEED_RECIPE["augment"],
     "cfg_val": SEED_RECIPE["validation_split"],
 }
-ARCH_LABELS = {"cnn": "cnn: VGG-style, 200k weights (default)", "seed": "seed: the tutorial's network"}
+
+
+def arch_label(arch: str) -> str:
+    """'cnn · VGG-style CNN, 469k weights': short enough for the sidebar."""
+    what, weights = ARCHITECTURE_INFO[arch]
+    return f"{arch} · {what}, {weights / 1000:.0f}k weights"
 
 
 def settings_sidebar(disabled: bool) -> None:
@@ -57,7 +77,7 @@ def settings_sidebar(disabled: bool) -> None:
         st.selectbox(
             "Architecture",
             ARCHITECTURES,
-            format_func=ARCH_LABELS.get,
+            format_func=arch_label,
             key="cfg_arch",
             on_change=_arch_changed,
             disabled=disabled,
@@ -91,6 +111,13 @@ def settings_sidebar(disabled: bool) -> None:
             disabled=disabled,
             help="Random shifts, rotations and zooms: helps on drawn digits.",
         )
+        st.caption(split_text(int(st.session_state.cfg_limit), float(st.session_state.cfg_val)))
+        snapshot = training_runner().snapshot()
+        start, stop = st.columns(2)
+        start.button("Start training", key="train_start", type="primary", on_click=start_run, disabled=disabled)
+        stop.button(
+            "Stop", key="train_stop", on_click=stop_run, disabled=not (snapshot.active and may_act_on(snapshot))
+        )
         st.caption(f"One run at a time on this server; a run stops after {jobs.MAX_RUN_SECONDS / 60:.0f} minutes.")
         if promote_password():
             st.text_input(
@@ -99,6 +126,14 @@ def settings_sidebar(disabled: bool) -> None:
                 key="promote_pw",
                 help="Needed to change the model for everyone; without it a model is used in your session only.",
             )
+
+
+def split_text(images: int, validation_split: float) -> str:
+    """'9,000 images to train on, 1,000 held out to validate.'"""
+    held_out = int(images * validation_split)
+    if not held_out:
+        return f"{images:,} images to train on, none held out."
+    return f"{images - held_out:,} images to train on, {held_out:,} held out to validate."
 
 
 def _arch_changed() -> None:
@@ -129,29 +164,6 @@ def start_run() -> None:
         notice("warning", f"Not started: {error}.")
 
 
-def stop_run() -> None:
-    """Stop button: the run's process ends at once and nothing is saved."""
-    if training_runner().stop(by=visitor_id()):
-        notice("info", "Stopped: nothing was saved.")
-
-
-def may_stop(snapshot: jobs.Snapshot) -> bool:
-    """Whoever started a run may stop it; others too on an open server, or with the password."""
-    password = promote_password()
-    return snapshot.owner == visitor_id() or password is None or st.session_state.get("promote_pw") == password
-
-
-def notice(kind: str, text: str) -> None:
-    """A message shown once, on the next rerun (callbacks cannot draw)."""
-    st.session_state["train_notice"] = (kind, text)
-
-
-def show_notice() -> None:
-    kind, text = st.session_state.pop("train_notice", (None, ""))
-    if kind:
-        getattr(st, kind)(text)
-
-
 @st.fragment(run_every=1.0)
 def live_run() -> None:
     """Redrawn every second while a run is going on; a full rerun when it ends."""
@@ -164,30 +176,10 @@ def live_run() -> None:
 
 def show_progress(snapshot: jobs.Snapshot) -> None:
     """Progress bar with epoch, batch and time left."""
-    epochs = snapshot.config.get("epochs", 0)
-    epoch = snapshot.batches[-1]["epoch"] if snapshot.batches else 1
-    if snapshot.state == jobs.LOADING:
-        text = "Starting the training process and loading MNIST…"
-    elif snapshot.kind == jobs.MEASURE:
-        fold, folds = snapshot.fold or (0, 0)
-        text = f"Cross-validating: fold {fold + 1} of {folds}…" if folds else "Scoring both models on MNIST…"
-    elif snapshot.state == jobs.EVALUATING:
-        text = "Scoring on the test set…"
-    elif snapshot.state == jobs.SAVING:
-        text = "Saving, and exporting it for serving (checked against Keras on the test set)…"
-    elif snapshot.state == jobs.VALIDATING:
-        text = f"Epoch {epoch}/{epochs} · validating…"
-    elif not snapshot.steps_done:
-        text = "Building the model and compiling its first training step (the slowest one)…"
-    else:
-        left = (
-            "estimating time left" if snapshot.seconds_left is None else f"about {duration(snapshot.seconds_left)} left"
-        )
-        text = f"Epoch {epoch}/{epochs} · batch {snapshot.steps_done}/{snapshot.total_steps} · {left}"
-    st.progress(snapshot.progress, text=text)
-    who = "you" if snapshot.owner == visitor_id() else "another visitor"
+    st.progress(snapshot.progress, text=progress_text(snapshot))
     st.caption(
-        f"Run {snapshot.run_id}, started by {who} {duration(snapshot.elapsed)} ago. {settings_text(snapshot.config)}"
+        f"Run {snapshot.run_id}, started by {whose(snapshot)} {duration(snapshot.elapsed)} ago. "
+        f"{settings_text(snapshot.config)}"
     )
 
 
@@ -201,18 +193,26 @@ def show_curves(snapshot: jobs.Snapshot) -> None:
 
 
 def curve_chart(snapshot: jobs.Snapshot, metric: str) -> alt.LayerChart:
-    """One metric over batches: a line for training, dots joined by a line for validation."""
+    """One metric over batches: a line for training, dots joined by a line for validation (where there is one)."""
     rows = [{"batch": b["step"], metric: b[metric], "curve": "training"} for b in snapshot.batches if metric in b]
     val = f"val_{metric}"
     rows += [{"batch": e["step"], metric: e[val], "curve": "validation"} for e in snapshot.epochs if val in e]
     data = pd.DataFrame(rows, columns=["batch", metric, "curve"])
-    scale = alt.Scale(domain=[0, 1]) if metric == "accuracy" else alt.Scale(zero=True)
-    base = alt.Chart(data, title=metric.capitalize()).encode(
-        x=alt.X("batch:Q", title="batch", scale=alt.Scale(domain=[0, max(snapshot.total_steps, 1)])),
-        y=alt.Y(f"{metric}:Q", title=None, scale=scale),
+    curves = ["training", "validation"] if snapshot.config.get("validation_split") else ["training"]
+    high = 1.0 if metric == "accuracy" or data.empty else None  # an empty loss chart: 0 to 1, not 0 to 0
+    base = alt.Chart(
+        data, title=metric.capitalize()
+    ).encode(
+        x=alt.X(
+            "batch:Q",
+            title="batch",
+            scale=alt.Scale(domain=[0, max(snapshot.total_steps, 1)]),
+            axis=alt.Axis(tickMinStep=1, format="d"),  # whole batches, even for a one-batch run
+        ),
+        y=alt.Y(f"{metric}:Q", title=None, scale=alt.Scale(domain=[0, high]) if high else alt.Scale(zero=True)),
         color=alt.Color(
             "curve:N",
-            scale=alt.Scale(domain=["training", "validation"], range=["#4f46e5", "#f59e0b"]),
+            scale=alt.Scale(domain=curves, range=["#4f46e5", "#f59e0b"][: len(curves)]),
             legend=alt.Legend(orient="bottom", title=None),
         ),
     )
@@ -221,23 +221,23 @@ def curve_chart(snapshot: jobs.Snapshot, metric: str) -> alt.LayerChart:
 
 
 def show_outcome(snapshot: jobs.Snapshot) -> None:
-    """How the last run ended, with its curves; a completed run can be put to use."""
+    """How the last run ended (and whose it was), with its curves; a completed run can be put to use."""
+    text = outcome_text(snapshot)
     if snapshot.state == jobs.COMPLETED:
-        st.success(
-            f"Run {snapshot.run_id} finished in {duration(snapshot.elapsed)}: saved as **{snapshot.model_name}**."
-        )
-        acc, loss, use = st.columns(3, vertical_alignment="center")
-        acc.metric("Test accuracy", percent(snapshot.test_accuracy))
-        loss.metric("Test loss", f"{snapshot.test_loss:.4f}")
-        use.button(
-            "Use this model", key="use_new_model", type="primary", on_click=choose_model, args=(snapshot.model_name,)
-        )
+        st.success(text)
+        if snapshot.kind != jobs.MEASURE:
+            acc, loss, use = st.columns(3, vertical_alignment="center")
+            acc.metric("Test accuracy", percent(snapshot.test_accuracy))
+            loss.metric("Test loss", f"{snapshot.test_loss:.4f}")
+            with use:
+                use_button(snapshot, key="use_new_model")
+            warn_if_worse(snapshot)
     elif snapshot.state == jobs.FAILED and snapshot.message.startswith("cannot load MNIST"):
         st.error(f"Training could not start: {snapshot.message} {MNIST_HELP}")
     elif snapshot.state in (jobs.FAILED, jobs.DIVERGED):
-        st.error(f"Run {snapshot.run_id} {snapshot.state}: {snapshot.message}")
+        st.error(text)
     else:
-        st.info(f"Run {snapshot.run_id} {snapshot.message}")
+        st.info(text)
     if snapshot.kind == jobs.MEASURE:
         if snapshot.state == jobs.COMPLETED and snapshot.report:
             corrections_ui.render_finetune_report(FinetuneReport.from_dict(snapshot.report))
@@ -247,6 +247,18 @@ def show_outcome(snapshot: jobs.Snapshot) -> None:
         show_curves(snapshot)
     if snapshot.state == jobs.COMPLETED and snapshot.kind == jobs.FINETUNE:
         finetune_report(snapshot)
+
+
+def warn_if_worse(snapshot: jobs.Snapshot) -> None:
+    """Before "Use this model": say so when the new model reads MNIST worse than the one answering now."""
+    current = model_in_use().entry
+    if current is None or current.name == snapshot.model_name or current.test_accuracy is None:
+        return
+    if snapshot.test_accuracy is not None and snapshot.test_accuracy < current.test_accuracy:
+        st.warning(
+            f"This model reads {percent(snapshot.test_accuracy)} of the MNIST test set, below the "
+            f"{percent(current.test_accuracy)} of {current.name}, which answers now. Use it only to try it out."
+        )
 
 
 def finetune_section(snapshot: jobs.Snapshot) -> None:
@@ -287,38 +299,39 @@ def finetune_report(snapshot: jobs.Snapshot) -> None:
         st.rerun()
 
 
-def choose_model(name: str) -> None:
-    """Use this model: for everyone when allowed, else in this session only."""
-    notice("success", use_model(name, st.session_state.get("promote_pw", "")))
-    st.session_state["saved_choice"] = name  # the list below shows the model just chosen
-
-
 def saved_models() -> None:
-    """Every saved model with its settings, metrics and date; pick one to use or download."""
+    """Every saved model with its settings, metrics and date; pick one to use, download, name or delete."""
     reg = registry()
-    served = reg.served().name
+    served, in_use = reg.served().name, model_in_use().entry
     entries = [*reg.entries(), reg.shipped()]
     st.subheader("Saved models")
-    table = pd.DataFrame([{"serving": e.name == served, **e.summary()} for e in entries])
+    rows = [{"serving": e.name == served, **e.summary()} for e in entries]
     st.dataframe(
-        table,
+        pd.DataFrame(rows),
         hide_index=True,
+        width="stretch",
         column_config={
-            "serving": st.column_config.CheckboxColumn("serving", help="The model everyone gets"),
+            "serving": st.column_config.CheckboxColumn("everyone", help="The model every visitor gets", width="small"),
             "test accuracy": st.column_config.NumberColumn(format="percent"),
-            "test loss": st.column_config.NumberColumn(format="%.4f"),
         },
     )
     names = [e.name for e in entries]
-    name = st.selectbox("Model", names, key="saved_choice", index=names.index(served) if served in names else 0)
-    entry = entries[names.index(name)]
-    use, download = st.columns(2)
+    by_name = dict(zip(names, entries, strict=True))
+    name = st.selectbox(
+        "Model",
+        names,
+        key="saved_choice",
+        index=names.index(served) if served in names else 0,
+        format_func=lambda n: f"{by_name[n].title} · {percent(by_name[n].test_accuracy)}",
+    )
+    entry = by_name[name]
+    use, download, rename, delete = st.columns(4, vertical_alignment="bottom")
     use.button(
         "Use selected model",
         key="use_saved_model",
         on_click=choose_model,
         args=(name,),
-        disabled=not entry.looks_valid(),
+        disabled=not entry.looks_valid() or (in_use is not None and in_use.name == name),
     )
     if entry.looks_valid():
         download.download_button(
@@ -328,6 +341,35 @@ def saved_models() -> None:
             mime="application/octet-stream",
             key="download_model",
         )
+    with rename.popover("Name it", icon=":material/edit:", disabled=entry.shipped or not may_manage(entry)):
+        st.text_input("Name", value=entry.label, max_chars=40, key=f"label_{name}")
+        st.button("Save the name", key="save_label", on_click=name_model, args=(name,))
+    deletable = not entry.shipped and name != served and (in_use is None or in_use.name != name)
+    with delete.popover("Delete", icon=":material/delete:", disabled=not (deletable and may_manage(entry))):
+        st.write(f"Delete {entry.title} for good?")
+        st.button("Yes, delete it", key="delete_model", type="primary", on_click=delete_model, args=(name,))
+
+
+def may_manage(entry) -> bool:
+    """Naming and deleting: locally, with the password, or for the visitor whose run made it."""
+    return may_change_for_everyone() or entry.card.get("owner") == visitor_id() or running_locally()
+
+
+def name_model(name: str) -> None:
+    try:
+        registry().set_label(name, st.session_state.get(f"label_{name}", ""))
+    except RegistryError as error:
+        notice("error", str(error))
+
+
+def delete_model(name: str) -> None:
+    try:
+        registry().delete(name)
+    except RegistryError as error:
+        notice("error", f"Not deleted: {error}.")
+        return
+    st.session_state.pop("saved_choice", None)
+    notice("success", f"{name} was deleted.")
 
 
 def settings_text(config: dict) -> str:
@@ -344,19 +386,12 @@ def settings_text(config: dict) -> str:
     )
 
 
-def duration(seconds: float) -> str:
-    """12 -> '12 s'; 125 -> '2 min 5 s'."""
-    seconds = max(0, round(seconds))
-    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60} s"
-
-
 snapshot = training_runner().snapshot()
 settings_sidebar(disabled=snapshot.active)
 st.title("Train")
-st.write("Retrain the network on MNIST with the settings in the sidebar and watch it learn.")
-start, stop, _ = st.columns([1, 1, 4])
-start.button("Start training", key="train_start", type="primary", on_click=start_run, disabled=snapshot.active)
-stop.button("Stop", key="train_stop", on_click=stop_run, disabled=not (snapshot.active and may_stop(snapshot)))
+st.write(
+    "Retrain the network on MNIST with the settings in the sidebar, press **Start training** there, and watch it learn."
+)
 show_notice()
 if snapshot.active:
     live_run()

@@ -1,25 +1,28 @@
 """Speed, memory and accuracy of the digit app's work, measured in one run so that ratios are fair.
 
-    python benchmarks/run.py                      # full pass (a few minutes on 2 cores)
+    python benchmarks/run.py                      # full pass (about 4 minutes on 2 cores)
     python benchmarks/run.py --quick              # a fast pass: fewer calls, smaller runs
     python benchmarks/run.py --models models/digit-cnn.keras runs/other.keras
 
-Prints a table and writes benchmarks/results/latest.json. Needs the full MNIST set
-($DIGIT_MNIST_NPZ or ../shared/data/mnist.npz) for the figures that read it; without it the
-small test fixture stands in where that is meaningful, and the rest is reported as skipped.
+The server answers with each model's LiteRT export (`digit.load_predictor()`), so the per-stroke,
+batch and accuracy figures use that predictor; the Keras model in this process is measured beside
+it for comparison, and is what training uses. Prints a table (each target with its verdict) and
+writes benchmarks/results/latest.json. Needs the full MNIST set ($DIGIT_MNIST_NPZ or
+../shared/data/mnist.npz) for the figures that read it; without it the small test fixture stands
+in where that is meaningful, and the rest is reported as skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,16 +35,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from benchmarks.drawn_accuracy import FIXTURE_NPZ, SHARED_NPZ, evaluate_drawn  # noqa: E402
 
 RESULTS = PROJECT / "benchmarks" / "results"
-LATENCY_TARGET = 0.05  # digit.predict per stroke / model.predict on a ready input
-OVERHEAD_TARGET = 0.05  # the Train page's callbacks may cost at most 5% of training throughput
-UI_REFRESH_SECONDS = 1.0  # how often the simulated Train page reads the run's state
+LATENCY_TARGET = 0.02  # digit.predict(predictor, canvas) per stroke / model.predict on a ready input (issue 12)
+OVERHEAD_TARGET = 0.05  # the training process's event reporting may cost at most 5% of training throughput
 
 
 @dataclass(frozen=True)
 class Settings:
     """How much work each measurement does."""
 
-    predict_calls: int = 300  # digit.predict per stroke
+    predict_calls: int = 300  # digit.predict per stroke (each engine)
     keras_calls: int = 60  # model.predict on a ready input (about 50 ms each)
     preprocess_calls: int = 1000
     batch_repeats: int = 3
@@ -161,49 +163,64 @@ def sample_canvases(n: int = 20) -> np.ndarray:
     return canvases[:n]
 
 
-def measure_latency(model, settings: Settings, report: Report) -> None:
-    """digit.predict on a canvas against model.predict on a ready 28x28 input, and preprocessing alone."""
+def measure_latency(model, predictor, settings: Settings, report: Report) -> None:
+    """digit.predict on a canvas (LiteRT, then Keras in process) against model.predict on a ready 28x28 input."""
     import digit
-    from digit.inference import compiled
+    from digit.keras_predictor import compiled
 
     canvases = sample_canvases()
     cycle = iter(np.resize(np.arange(len(canvases)), 10**6))
-    per_stroke = summarize(time_calls(lambda: digit.predict(model, canvases[next(cycle)]), settings.predict_calls, 10))
-    ready = digit.preprocess(canvases[0])[np.newaxis, :, :, np.newaxis].astype(np.float32)
+
+    def stroke(engine) -> dict:
+        return summarize(time_calls(lambda: digit.predict(engine, canvases[next(cycle)]), settings.predict_calls, 10))
+
+    per_stroke, keras_stroke = stroke(predictor), stroke(model)
+    x = digit.preprocess(canvases[0])
+    ready = x[np.newaxis, :, :, np.newaxis].astype(np.float32)
     keras_predict = summarize(time_calls(lambda: model.predict(ready, verbose=0), settings.keras_calls))
     direct = summarize(time_calls(lambda: model(ready, training=False), settings.keras_calls))
     infer = compiled(model)
     graph = summarize(time_calls(lambda: infer(ready).numpy(), settings.predict_calls))
+    litert = summarize(time_calls(lambda: predictor.probabilities(x[np.newaxis]), settings.predict_calls))
     prep = summarize(time_calls(lambda: digit.preprocess(canvases[next(cycle)]), settings.preprocess_calls, 10))
     report.results["latency"] = {
+        "engine": predictor.engine,
         "digit_predict_canvas": per_stroke,
+        "digit_predict_canvas_keras": keras_stroke,
         "keras_model_predict_28x28": keras_predict,
         "keras_model_call_28x28": direct,
         "compiled_function_28x28": graph,
+        "litert_28x28": litert,
         "preprocess_canvas": prep,
         "ratio_median": per_stroke["median_ms"] / keras_predict["median_ms"],
         "ratio_p95": per_stroke["p95_ms"] / keras_predict["median_ms"],
+        "ratio_median_keras_in_process": keras_stroke["median_ms"] / keras_predict["median_ms"],
         "target_ratio": LATENCY_TARGET,
     }
 
 
 def measure_batch(
-    model, x_test: np.ndarray, y_test: np.ndarray, source: str, settings: Settings, report: Report
+    model, predictor, x_test: np.ndarray, y_test: np.ndarray, source: str, settings: Settings, report: Report
 ) -> None:
-    """Images per second over the test set, and the Evaluate page's computation (digit.evaluate)."""
+    """Images per second over the test set (predictor, and Keras for comparison), and digit.evaluate."""
     from digit.data import to_model_input
     from digit.evaluation import evaluate
-    from digit.inference import predict_probabilities
+    from digit.keras_predictor import keras_probabilities
 
     x = to_model_input(x_test)
-    predict_probabilities(model, x[:1024])  # trace once
-    seconds = [_timed(lambda: predict_probabilities(model, x)) for _ in range(settings.batch_repeats)]
-    evaluate_seconds = [_timed(lambda: evaluate(model, x_test, y_test)) for _ in range(settings.batch_repeats)]
+    predictor.probabilities(x[:1024])  # makes the batch interpreter, as the first Evaluate does
+    keras_probabilities(model, x[:1024])  # traces once
+    seconds = [_timed(lambda: predictor.probabilities(x)) for _ in range(settings.batch_repeats)]
+    keras_seconds = [_timed(lambda: keras_probabilities(model, x)) for _ in range(settings.batch_repeats)]
+    evaluate_seconds = [_timed(lambda: evaluate(predictor, x_test, y_test)) for _ in range(settings.batch_repeats)]
     report.results["batch_inference"] = {
+        "engine": predictor.engine,
         "images": len(x),
         "source": source,
         "seconds": min(seconds),
         "images_per_second": len(x) / min(seconds),
+        "keras_seconds": min(keras_seconds),
+        "keras_images_per_second": len(x) / min(keras_seconds),
         "evaluate_seconds": min(evaluate_seconds),
     }
 
@@ -267,64 +284,24 @@ def measure_training(data, source: str, settings: Settings, report: Report) -> N
         report.results["training"][arch] = train_throughput(arch, data, settings)
 
 
-def ui_callback(active: threading.Event, done: threading.Event):
-    """The Train page's callback, and a description; a page-like reader thread works while `active` is set."""
-    try:
-        from digit.jobs import Recorder, Snapshot
-    except ImportError:
-        return (
-            _list_recorder(),
-            "a stand-in callback (digit/jobs.py absent): every batch's logs into a list under a lock",
-        )
-    lock = threading.Lock()
-    state = {"snapshot": Snapshot(state="running")}
+def train_page_callback():
+    """The callback a Train page run has in its child process: events as JSON lines, and where they go.
 
-    def update(**changes) -> None:
-        with lock:
-            state["snapshot"] = replace(state["snapshot"], **changes)
+    The child writes them to its standard output (a pipe to the server, flushed per line); here they
+    go to an io.StringIO, so what is measured is the callback's and the serialisation's cost.
+    """
+    from digit.worker import Events, Recorder
 
-    threading.Thread(target=_page_reader, args=(lock, state, active, done), daemon=True).start()
-    what = f"digit.jobs.Recorder reporting into a locked snapshot, and a thread reading it into a DataFrame every {UI_REFRESH_SECONDS:g} s"
-    return Recorder(update, threading.Event()), what
+    stream = io.StringIO()
+    what = "digit.worker.Recorder emitting JSON lines (digit.worker.Events) into an io.StringIO, as the child does to its stdout"
+    return Recorder(Events(stream)), stream, what
 
 
-def _page_reader(lock: threading.Lock, state: dict, active: threading.Event, done: threading.Event) -> None:
-    """What a live chart does each refresh: copy the state and build a table from the batch points."""
-    import pandas as pd
-
-    while not done.wait(UI_REFRESH_SECONDS):
-        if active.is_set():
-            began = time.perf_counter()
-            with lock:
-                snapshot = state["snapshot"]
-            pd.DataFrame(list(snapshot.batches))
-            READER_SECONDS.append(time.perf_counter() - began)
-
-
-READER_SECONDS: list[float] = []  # the page reader's work, each refresh
-
-
-def _list_recorder():
-    """Stand-in for the Train page's callback: keeps every batch's logs in a list under a lock."""
-    import keras
-
-    class ListRecorder(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.lock, self.rows = threading.Lock(), []
-
-        def on_train_batch_end(self, batch, logs=None):
-            with self.lock:
-                self.rows.append({k: float(v) for k, v in (logs or {}).items()})
-
-    return ListRecorder()
-
-
-def interleaved(inner, active: threading.Event, block: int = 4):
+def interleaved(inner, block: int = 4):
     """A callback that passes batches to `inner` only in alternate blocks, and times every batch.
 
     Both halves run in the same training run, interleaved every few batches, so other work on
-    the machine slows them alike: their difference is the UI's cost. training.train always
+    the machine slows them alike: their difference is the callback's cost. training.train always
     has a batch-level callback of its own, so Keras syncs every batch in both halves.
     """
     import keras
@@ -352,6 +329,9 @@ def interleaved(inner, active: threading.Event, block: int = 4):
             self.epoch, self.last = epoch, None
             inner.on_epoch_begin(epoch, logs)
 
+        def on_test_begin(self, logs=None):
+            inner.on_test_begin(logs)
+
         def on_epoch_end(self, epoch, logs=None):
             inner.on_epoch_end(epoch, logs)
 
@@ -364,7 +344,6 @@ def interleaved(inner, active: threading.Event, block: int = 4):
             self.last = now
             self.on = (self.count // block) % 2 == 1
             self.count += 1
-            (active.set if self.on else active.clear)()
 
         def on_train_batch_end(self, batch, logs=None):
             if self.on:
@@ -383,36 +362,30 @@ def trimmed_mean(values: list[float], cut: float = 0.1) -> float:
 
 
 def measure_ui_overhead(data, settings: Settings, report: Report) -> None:
-    """Cost of the Train page's callback: batches with it against batches without, in one run."""
+    """Cost of the Train page's reporting in the training process: batches with it against batches without."""
     from digit.config import TrainConfig
     from digit.training import train
 
-    active, done = threading.Event(), threading.Event()
-    READER_SECONDS.clear()
-    inner, what = ui_callback(active, done)
-    clock = interleaved(inner, active)
+    inner, stream, what = train_page_callback()
+    clock = interleaved(inner)
     limit = min(settings.train_images, len(data.x_train))
     config = TrainConfig.for_arch("cnn", epochs=settings.train_epochs + 1, limit=limit)
-    try:
-        train(config, data, callbacks=[clock])
-    finally:
-        done.set()
+    train(config, data, callbacks=[clock])
     plain, with_ui = clock.times[False], clock.times[True]
     batch = trimmed_mean(plain)
-    hook_share = float(np.mean(clock.hook_seconds)) / batch if clock.hook_seconds else 0.0
-    reader_share = sum(READER_SECONDS) / (sum(with_ui) or 1.0)  # it works only while the callback is on
+    hook = float(np.mean(clock.hook_seconds)) if clock.hook_seconds else 0.0
     report.results["ui_overhead"] = {
         "callback": what,
         "method": (
-            "one cnn run; the callback and the reader get alternate blocks of 4 batches. 'overhead' is the time "
-            "they spend on the training process (hook per batch, reader per second) over the batch time; "
-            "'ab_overhead' compares the batches with and without them, 'aa_noise' two halves of the batches without"
+            "one cnn run; the callback gets alternate blocks of 4 batches. 'overhead' is its time per batch "
+            "(Recorder and JSON serialisation) over the batch time; 'ab_overhead' compares the batches with and "
+            "without it, 'aa_noise' two halves of the batches without"
         ),
         "batches_timed": [len(plain), len(with_ui)],
+        "events_written": stream.getvalue().count("\n"),
         "batch_ms": 1000 * batch,
-        "hook_ms_per_batch": 1000 * float(np.mean(clock.hook_seconds)) if clock.hook_seconds else 0.0,
-        "reader_ms_per_refresh": 1000 * float(np.mean(READER_SECONDS)) if READER_SECONDS else 0.0,
-        "overhead": hook_share + reader_share,
+        "hook_ms_per_batch": 1000 * hook,
+        "overhead": hook / batch,
         "ab_overhead": trimmed_mean(with_ui) / batch - 1,
         "ab_overhead_median": float(np.median(with_ui) / np.median(plain) - 1),
         "aa_noise": abs(trimmed_mean(clock.plain_halves[0]) / trimmed_mean(clock.plain_halves[1]) - 1),
@@ -425,21 +398,29 @@ import json, os, sys, time
 began = time.perf_counter()
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-import tensorflow
-t_tf = time.perf_counter()
 import digit
 from digit import drawn
-model = digit.load_model(sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None)
+t_import = time.perf_counter()
+predictor = digit.load_predictor(sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None)
 t_model = time.perf_counter()
 canvas = drawn.render_templates(seed=3, per_digit=1)[0][3]
-digit.predict(model, canvas)
+digit.predict(predictor, canvas)
 t_first = time.perf_counter()
 for _ in range(100):
-    digit.predict(model, canvas)
+    digit.predict(predictor, canvas)
 status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines() if ":" in l) if os.path.exists("/proc/self/status") else {}
 mb = lambda k: int(status[k].split()[0]) / 1024 if k in status else None
-print(json.dumps({"import_tensorflow_s": t_tf - began, "import_digit_and_load_model_s": t_model - t_tf,
-                  "first_prediction_s": t_first - t_model, "serving_rss_mb": mb("VmRSS"), "serving_peak_mb": mb("VmHWM")}))
+print(json.dumps({"import_digit_s": t_import - began, "load_predictor_s": t_model - t_import,
+                  "first_prediction_s": t_first - t_model, "engine": predictor.engine,
+                  "tensorflow_imported": "tensorflow" in sys.modules,
+                  "serving_rss_mb": mb("VmRSS"), "serving_peak_mb": mb("VmHWM")}))
+"""
+
+IMPORT_TENSORFLOW = r"""
+import json, time
+began = time.perf_counter()
+import tensorflow
+print(json.dumps({"import_tensorflow_s": time.perf_counter() - began}))
 """
 
 TRAIN_MEMORY = r"""
@@ -475,9 +456,10 @@ def run_script(script: str, *args: str) -> tuple[dict, float]:
 
 
 def measure_cold_start(model_path: Path, report: Report) -> None:
-    """A fresh process: import TensorFlow, import digit and load the model, first prediction; memory."""
+    """A fresh serving process (import digit, load_predictor, first prediction, memory); and import tensorflow."""
     figures, wall = run_script(COLD_START, str(PROJECT), str(model_path))
-    report.results["cold_start"] = {**figures, "process_wall_s": wall, "model": str(model_path)}
+    tensorflow, _ = run_script(IMPORT_TENSORFLOW)
+    report.results["cold_start"] = {**figures, **tensorflow, "process_wall_s": wall, "model": str(model_path)}
 
 
 def measure_training_memory(data_path: Path, report: Report) -> None:
@@ -487,7 +469,7 @@ def measure_training_memory(data_path: Path, report: Report) -> None:
 
 
 def measure_accuracy(model_paths: list[Path], full, fixture, settings: Settings, report: Report) -> None:
-    """MNIST test accuracy and drawn-set accuracy (MNIST-style prep and naive resize) of each model."""
+    """MNIST test and drawn-set accuracy (MNIST-style prep and naive resize) of each model, as served."""
     import digit
     from digit.evaluation import evaluate
 
@@ -496,11 +478,12 @@ def measure_accuracy(model_paths: list[Path], full, fixture, settings: Settings,
     report.results["accuracy"] = {}
     for path in model_paths:
         print(f"  accuracy of {path} ...", flush=True)
-        model = digit.load_model(path)
-        entry = {"drawn_source": source}
+        predictor = digit.load_predictor(path)
+        entry = {"drawn_source": source, "engine": predictor.engine}
         if full is not None:
-            entry["mnist_test"] = evaluate(model, full.x_test, full.y_test).accuracy
-        results, _ = evaluate_drawn(model, test.x_test, test.y_test, settings.drawn_mnist, settings.drawn_per_digit)
+            entry["mnist_test"] = evaluate(predictor, full.x_test, full.y_test).accuracy
+            entry["mnist_test_keras"] = evaluate(digit.load_model(path), full.x_test, full.y_test).accuracy
+        results, _ = evaluate_drawn(predictor, test.x_test, test.y_test, settings.drawn_mnist, settings.drawn_per_digit)
         for name, by_prep in results.items():
             entry[name] = {prep: r.accuracy for prep, r in by_prep.items()} | {"n": len(by_prep["mnist"].labels)}
         report.results["accuracy"][str(path)] = entry
@@ -512,90 +495,120 @@ def measure_accuracy(model_paths: list[Path], full, fixture, settings: Settings,
 # the table
 
 
-def table_rows(results: dict) -> list[tuple[str, str, str]]:
+Rows = list[tuple[str, str, str]]
+
+
+def table_rows(results: dict) -> Rows:
     """The headline figures as table rows."""
-    rows: list[tuple[str, str, str]] = []
-    if lat := results.get("latency"):
-        p, k = lat["digit_predict_canvas"], lat["keras_model_predict_28x28"]
-        rows += [
-            ("digit.predict, 280x280 canvas", f"{p['median_ms']:.2f} ms median, {p['p95_ms']:.2f} p95", "per stroke"),
-            ("keras model.predict, 28x28", f"{k['median_ms']:.1f} ms median, {k['p95_ms']:.1f} p95", "the seed's way"),
-            ("  ratio (median / median)", f"{lat['ratio_median']:.4f}", _verdict(lat["ratio_median"], LATENCY_TARGET)),
-            ("  ratio (p95 / median)", f"{lat['ratio_p95']:.4f}", _verdict(lat["ratio_p95"], LATENCY_TARGET)),
-            ("model(x) direct call, 28x28", f"{lat['keras_model_call_28x28']['median_ms']:.2f} ms median", ""),
-            ("compiled tf.function, 28x28", f"{lat['compiled_function_28x28']['median_ms']:.2f} ms median", ""),
-            (
-                "preprocess, 280x280 canvas",
-                f"{lat['preprocess_canvas']['median_ms']:.3f} ms median, {lat['preprocess_canvas']['p95_ms']:.3f} p95",
-                "well under 1 ms",
-            ),
-        ]
-    if b := results.get("batch_inference"):
-        rows += [
-            (
-                f"batch inference, {b['images']} images",
-                f"{b['images_per_second']:.0f} images/s ({b['seconds']:.2f} s)",
-                b["source"],
-            ),
-            ("Evaluate computation (digit.evaluate)", f"{b['evaluate_seconds']:.2f} s", ""),
-        ]
-    if t := results.get("training"):
-        threads = t["threads"]
-        for arch in ("seed", "cnn"):
-            if arch in t:
-                a = t[arch]
-                rows.append(
-                    (
-                        f"training {arch} (batch {a['batch_size']}, augment {'on' if a['augment'] else 'off'})",
-                        f"{a['images_per_second']:.0f} images/s, {a['seconds_per_epoch_60k_recipe']:.0f} s/epoch",
-                        f"epoch of {a['recipe_train_images']} images; {threads['cpu_count']} cores, intra/inter threads {threads['intra_op_threads']}/{threads['inter_op_threads']} (0 = all)",
-                    )
+    sections = (latency_rows, batch_rows, training_rows, overhead_rows, cold_rows, accuracy_rows)
+    return [row for section in sections for row in section(results)]
+
+
+def latency_rows(results: dict) -> Rows:
+    if not (lat := results.get("latency")):
+        return []
+    p, k, pk = lat["digit_predict_canvas"], lat["keras_model_predict_28x28"], lat["digit_predict_canvas_keras"]
+    return [
+        (
+            f"digit.predict({lat['engine']} predictor, canvas)",
+            _ms(p),
+            "per stroke, 280x280 RGBA, preprocessing included",
+        ),
+        ("keras model.predict, ready 28x28", _ms(k, 1), "the seed's way"),
+        ("  ratio (median / median)", f"{lat['ratio_median']:.4f}", _verdict(lat["ratio_median"], LATENCY_TARGET)),
+        ("  ratio (p95 / median)", f"{lat['ratio_p95']:.4f}", "the tail (not the target's definition)"),
+        (
+            "digit.predict(Keras model, canvas)",
+            _ms(pk),
+            f"Keras in process: ratio {lat['ratio_median_keras_in_process']:.4f}",
+        ),
+        ("LiteRT interpreter alone, 28x28", _ms(lat["litert_28x28"], 3), ""),
+        ("compiled tf.function, 28x28", _ms(lat["compiled_function_28x28"]), "what Keras in process runs"),
+        ("model(x) direct call, 28x28", _ms(lat["keras_model_call_28x28"]), ""),
+        ("preprocess, 280x280 canvas", _ms(lat["preprocess_canvas"], 3), "well under 1 ms"),
+    ]
+
+
+def batch_rows(results: dict) -> Rows:
+    if not (b := results.get("batch_inference")):
+        return []
+    return [
+        (
+            f"batch inference ({b['engine']}), {b['images']} images",
+            f"{b['images_per_second']:.0f} images/s ({b['seconds']:.2f} s)",
+            b["source"],
+        ),
+        ("  same, Keras in process", f"{b['keras_images_per_second']:.0f} images/s ({b['keras_seconds']:.2f} s)", ""),
+        (f"Evaluate computation (digit.evaluate, {b['engine']})", f"{b['evaluate_seconds']:.2f} s", ""),
+    ]
+
+
+def training_rows(results: dict) -> Rows:
+    if not (t := results.get("training")):
+        return []
+    threads = t["threads"]
+    rows = []
+    for arch in ("seed", "cnn"):
+        if a := t.get(arch):
+            rows.append(
+                (
+                    f"training {arch} (batch {a['batch_size']}, augment {'on' if a['augment'] else 'off'})",
+                    f"{a['images_per_second']:.0f} images/s, {a['seconds_per_epoch_60k_recipe']:.0f} s/epoch",
+                    f"epoch of {a['recipe_train_images']} images; {threads['cpu_count']} cores, "
+                    f"intra/inter threads {threads['intra_op_threads']}/{threads['inter_op_threads']} (0 = all)",
                 )
-    if u := results.get("ui_overhead"):
-        rows.extend(
-            [
-                (
-                    "Train page callback overhead",
-                    f"{100 * u['overhead']:.2f}% ({u['hook_ms_per_batch']:.3f} ms of {u['batch_ms']:.0f} ms a batch)",
-                    _verdict(u["overhead"], OVERHEAD_TARGET, "%"),
-                ),
-                (
-                    "  A/B check, same run",
-                    f"{100 * u['ab_overhead']:+.1f}% with vs without",
-                    f"noise floor (A/A) {100 * u['aa_noise']:.1f}%; {sum(u['batches_timed'])} batches",
-                ),
-            ]
-        )
+            )
+    return rows
+
+
+def overhead_rows(results: dict) -> Rows:
+    if not (u := results.get("ui_overhead")):
+        return []
+    return [
+        (
+            "Train page callback overhead",
+            f"{100 * u['overhead']:.2f}% ({u['hook_ms_per_batch']:.3f} ms of {u['batch_ms']:.0f} ms a batch)",
+            _verdict(u["overhead"], OVERHEAD_TARGET, "%"),
+        ),
+        (
+            "  A/B check, same run",
+            f"{100 * u['ab_overhead']:+.1f}% with vs without",
+            f"noise floor (A/A) {100 * u['aa_noise']:.1f}%; {sum(u['batches_timed'])} batches",
+        ),
+    ]
+
+
+def cold_rows(results: dict) -> Rows:
+    rows = []
     if c := results.get("cold_start"):
+        tf_note = "TensorFlow imported!" if c["tensorflow_imported"] else "no TensorFlow in the process"
         rows += [
-            ("cold start: import tensorflow", f"{c['import_tensorflow_s']:.2f} s", ""),
-            ("cold start: import digit + load model", f"{c['import_digit_and_load_model_s']:.2f} s", ""),
+            ("cold start: import tensorflow", f"{c['import_tensorflow_s']:.2f} s", "a fresh process, for comparison"),
+            ("cold start: import digit", f"{c['import_digit_s']:.2f} s", "a fresh serving process"),
+            ("cold start: load_predictor", f"{c['load_predictor_s']:.2f} s", c["engine"]),
             (
                 "cold start: first prediction",
-                f"{c['first_prediction_s']:.2f} s",
-                f"whole process {c['process_wall_s']:.1f} s",
+                f"{c['first_prediction_s']:.3f} s",
+                f"process {c['process_wall_s']:.1f} s",
             ),
-            (
-                "memory serving (RSS after 100 predictions)",
-                f"{c['serving_rss_mb']:.0f} MB",
-                f"peak {c['serving_peak_mb']:.0f} MB",
-            ),
+            ("memory serving (RSS after 100 predictions)", f"{c['serving_rss_mb']:.0f} MB", tf_note),
         ]
     if m := results.get("training_memory"):
         rows.append(
-            (
-                "memory training cnn (peak RSS)",
-                f"{m['training_peak_mb']:.0f} MB",
-                "a fresh process training on all 60,000 images",
-            )
+            ("memory training cnn (peak RSS)", f"{m['training_peak_mb']:.0f} MB", "a fresh process, all 60,000 images")
         )
+    return rows
+
+
+def accuracy_rows(results: dict) -> Rows:
+    rows = []
     for path, acc in results.get("accuracy", {}).items():
-        name = Path(path).name
+        name = f"{Path(path).name} ({acc['engine']})"
         if "mnist_test" in acc:
-            rows.append((f"{name}: MNIST test", f"{100 * acc['mnist_test']:.2f}%", ">= 99.5%"))
+            keras = f"Keras {100 * acc['mnist_test_keras']:.2f}%; >= 99.5%"
+            rows.append((f"{name}: MNIST test", f"{100 * acc['mnist_test']:.2f}%", keras))
         for drawn_set in ("mnist-drawn", "templates"):
-            if drawn_set in acc:
-                s = acc[drawn_set]
+            if s := acc.get(drawn_set):
                 rows.append(
                     (
                         f"{name}: {drawn_set} ({s['n']})",
@@ -604,6 +617,10 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
                     )
                 )
     return rows
+
+
+def _ms(summary: dict, digits: int = 2) -> str:
+    return f"{summary['median_ms']:.{digits}f} ms median, {summary['p95_ms']:.{digits}f} p95"
 
 
 def _verdict(value: float, target: float, unit: str = "") -> str:
@@ -622,7 +639,10 @@ def default_models() -> list[Path]:
     return [p for p in [DEFAULT_MODEL_PATH, *others] if p.is_file()]
 
 
-def main(argv: list[str] | None = None) -> int:
+PARTS = ("latency", "batch", "training", "overhead", "cold", "memory", "accuracy")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Benchmark the digit app: latency, throughput, memory, accuracy.")
     parser.add_argument("--quick", action="store_true", help="a fast pass with fewer calls and smaller runs")
     parser.add_argument(
@@ -631,47 +651,53 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="models to measure; the first is used for speed (default: models/*.keras, shipped first)",
     )
-    parser.add_argument(
-        "--skip",
-        nargs="+",
-        default=[],
-        choices=["latency", "batch", "training", "overhead", "cold", "memory", "accuracy"],
-        help="parts to leave out (default: none)",
-    )
+    parser.add_argument("--skip", nargs="+", default=[], choices=PARTS, help="parts to leave out (default: none)")
     parser.add_argument(
         "--out",
         type=Path,
         default=RESULTS / "latest.json",
         help="JSON results (default: benchmarks/results/latest.json)",
     )
-    args = parser.parse_args(argv)
-    settings = QUICK if args.quick else Settings()
-    report = Report()
+    return parser.parse_args(argv)
 
-    import digit
+
+def load_data(report: Report) -> tuple:
+    """(full MNIST or None, its path or None, the test fixture)."""
     from digit.data import load_npz
 
-    model_paths = args.models or default_models()
     full_path = find_full_mnist()
     full = load_npz(full_path) if full_path else None
-    fixture = load_npz(FIXTURE_NPZ)
     if full is None:
         report.skip(
             "the full MNIST set",
             "not found ($DIGIT_MNIST_NPZ or ../shared/data/mnist.npz): using the test fixture where meaningful",
         )
+    return full, full_path, load_npz(FIXTURE_NPZ)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = QUICK if args.quick else Settings()
+    report = Report()
+
+    import digit
+
+    model_paths = args.models or default_models()
+    full, full_path, fixture = load_data(report)
     train_data, train_source = (full, str(full_path)) if full else (fixture, f"fixture {FIXTURE_NPZ.name}")
     started = time.perf_counter()
     load_before = _load_average()
-    model = digit.load_model(model_paths[0]) if model_paths else None
+    model = digit.load_model(model_paths[0]) if model_paths else None  # Keras, for comparison
+    predictor = digit.load_predictor(model_paths[0]) if model_paths else None  # what the server answers with
     if model is None:
         report.skip(
             "latency, batch inference, cold start, accuracy",
             "no model: train one (python -m digit train) or pass --models",
         )
+    test_set = _test_images(full, fixture)
     parts = [
-        ("latency", model is not None, lambda: measure_latency(model, settings, report)),
-        ("batch", model is not None, lambda: measure_batch(model, *_test_images(full, fixture), settings, report)),
+        ("latency", model is not None, lambda: measure_latency(model, predictor, settings, report)),
+        ("batch", model is not None, lambda: measure_batch(model, predictor, *test_set, settings, report)),
         ("training", True, lambda: measure_training(train_data, train_source, settings, report)),
         ("overhead", True, lambda: measure_ui_overhead(train_data, settings, report)),
         ("cold", model is not None, lambda: measure_cold_start(model_paths[0], report)),

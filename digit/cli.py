@@ -135,6 +135,7 @@ def add_job_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--events", help="write progress as JSON lines to this file ('-': stdout)")
     command.add_argument("--nice", type=int, default=0, help="lower CPU priority by this much (default: 0)")
     command.add_argument("--control-stdin", action="store_true", help=argparse.SUPPRESS)  # the runner's Stop
+    command.add_argument("--owner", help=argparse.SUPPRESS)  # the app's visitor who started it, for its card
 
 
 def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -154,7 +155,8 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     out = _out_path(args, parser, config.arch)
     from digit import worker
 
-    return worker.run(worker.TrainJob(config, args.data, out, args.registry, _command_line()), _session(args))
+    job = worker.TrainJob(config, args.data, out, args.registry, _command_line(), args.owner)
+    return worker.run(job, _session(args))
 
 
 def run_finetune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -172,7 +174,8 @@ def run_finetune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     out = _out_path(args, parser, "finetune")
     from digit import worker
 
-    job = worker.FinetuneJob(config, args.model or DEFAULT_MODEL_PATH, args.corrections, args.data, out, args.registry)
+    base = args.model or DEFAULT_MODEL_PATH
+    job = worker.FinetuneJob(config, base, args.corrections, args.data, out, args.registry, args.owner)
     return worker.run(job, _session(args))
 
 

@@ -20,6 +20,9 @@ DATA_ENV_VAR = "DIGIT_MNIST_NPZ"  # path to an mnist.npz read instead of Keras' 
 
 ARCHITECTURES = ("cnn", "seed")
 DEFAULT_ARCH = "cnn"
+# What each architecture is, and its weights (checked against build_model by a test): for labels
+# in a server that has no Keras to count them.
+ARCHITECTURE_INFO = {"cnn": ("VGG-style CNN", 468_778), "seed": ("the tutorial's CNN", 82_122)}
 
 # Bounds shared by the CLI and the Train page: generous for a local run, safe for a shared server.
 MAX_EPOCHS = 100

@@ -197,7 +197,7 @@ class Runner:
                     path.unlink(missing_ok=True)
                 raise Busy("a training run is already in progress on this server; wait for it to finish")
             run_id = self._state.run_id + 1
-            command = [*self._child_command(), *arguments, *self._common_arguments(kind)]
+            command = [*self._child_command(), *arguments, *self._common_arguments(kind, owner)]
             log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (the child's own messages, kept off the console; closed in _finish)
             try:
                 process = _spawn(command, log)
@@ -216,13 +216,15 @@ class Runner:
     def _child_command(self) -> list[str]:
         return [self._python, "-m", "digit"]
 
-    def _common_arguments(self, kind: str) -> list[str]:
+    def _common_arguments(self, kind: str, owner: str | None) -> list[str]:
         arguments = ["--events", "-", "--control-stdin", "--nice", str(CHILD_NICE)]
         data = self._data or data_path_from_env()
         if data:
             arguments += ["--data", str(data)]
         if kind != MEASURE:
             arguments += ["--registry", str(self._registry().root)]
+            if owner:
+                arguments += ["--owner", owner]
         return arguments
 
     def _follow(self, run: _Run) -> None:

@@ -79,22 +79,41 @@ class Entry:
         """A cheap check that the file exists and is a .keras archive (loading is the real test)."""
         return self.path.is_file() and zipfile.is_zipfile(self.path)
 
+    @property
+    def label(self) -> str:
+        """The name a person gave it ('' when none)."""
+        return str(self.card.get("label") or "")
+
+    @property
+    def title(self) -> str:
+        """How a person knows it: their name for it with the file's, or the file's alone."""
+        shipped = " (shipped)" if self.shipped else ""
+        return f"{self.label} ({self.name})" if self.label else self.name + shipped
+
     def summary(self) -> dict:
-        """One row for a table of models: settings, metrics and date."""
+        """One row for a table of models that fits a page: what it is, what it learned from, how it scores."""
         config = self.card.get("config") or {}
+        kind = config.get("arch") or config.get("kind") or "?"
+        if kind == "finetune" and self.card.get("base_model"):
+            kind = f"fine-tune of {self.card['base_model']}"
         return {
-            "model": self.name + (" (shipped)" if self.shipped else ""),
-            "arch": config.get("arch") or config.get("kind"),
+            "model": self.title,
+            "kind": kind,
             "epochs": self.card.get("epochs_done", config.get("epochs")),
-            "train images": self.card.get("train_images"),
-            "batch": config.get("batch_size"),
-            "learning rate": config.get("learning_rate"),
-            "augment": config.get("augment"),
-            "val split": config.get("validation_split"),
+            "trained on": self._images_text(config),
             "test accuracy": self.test_accuracy,
-            "test loss": self.test_loss,
-            "trained (UTC)": self.trained_at.replace("T", " ").removesuffix("+00:00"),
+            "trained (UTC)": self.trained_at.replace("T", " ").removesuffix("+00:00")[:16],
         }
+
+    def _images_text(self, config: dict) -> str:
+        trained = self.card.get("train_images")
+        if not isinstance(trained, int):
+            return "–"
+        if self.card.get("corrections"):
+            return f"{self.card['corrections']:,} corrections + {self.card.get('replay_images', 0):,} MNIST"
+        split = config.get("validation_split") or 0
+        held_out = round(trained * split / (1 - split)) if 0 < split < 1 else 0
+        return f"{trained:,}" + (f" (+{held_out:,} to validate)" if held_out else "")
 
 
 class Registry:
@@ -147,6 +166,17 @@ class Registry:
         path = pending.commit()
         self.prune()
         return self.get(path.stem)
+
+    def set_label(self, name: str, label: str) -> Entry:
+        """Give a saved model a name a person chose (40 characters at most; '' removes it)."""
+        entry = self.get(name)
+        if entry.shipped:
+            raise RegistryError("the shipped model keeps its name")
+        label = " ".join(str(label).split())[:40]
+        card = {k: v for k, v in entry.card.items() if k != "label"} | ({"label": label} if label else {})
+        with self._lock:
+            _atomic_write_text(entry.path.with_suffix(".json"), json.dumps(card, indent=2, sort_keys=True) + "\n")
+        return self.get(name)
 
     def delete(self, name: str) -> None:
         """Delete a saved model and its files; RegistryError for the shipped or the served model."""

@@ -251,6 +251,7 @@ class TrainJob:
     out: Path | None = None
     registry: Path | None = None
     command: str = ""
+    owner: str | None = None
 
     def run(self, session: Session) -> int:
         from digit.data import load_mnist
@@ -267,7 +268,7 @@ class TrainJob:
             return _not_completed(session, result, self.config.epochs)
         card = {**_card(result, data), "command": self.command or None, "data": str(self.data or "") or None}
         if self.registry is not None:
-            card["source"] = "Train page"
+            card.update(source="Train page", owner=self.owner)
         return _score_and_save(session, result, card, data, self.out, self.registry)
 
 
@@ -281,6 +282,7 @@ class FinetuneJob:
     data: Path | None = None
     out: Path | None = None
     registry: Path | None = None
+    owner: str | None = None
 
     def run(self, session: Session) -> int:
         from digit.data import load_mnist
@@ -301,6 +303,7 @@ class FinetuneJob:
             "corrections": result.corrections,
             "replay_images": result.replay_images,
             "source": "fine-tuned on a visitor's corrections",
+            "owner": self.owner,
         }
         return _score_and_save(session, result, card, data, self.out, self.registry)
 

@@ -163,12 +163,21 @@ def every_page_visited() -> int:
         assert not at.exception, at.exception
         visited += 1
     at.switch_page(TRAIN).run()
+    at.selectbox(key="saved_choice").set_value("cnn-copy").run()
     at.button(key="use_saved_model").click().run()
     assert not at.exception, at.exception
+    assert "cnn-copy" in sidebar_text(at)
+    at.switch_page("app_pages/draw.py").run()
+    draw(at, as_canvas(mnist["x_test"][2]))
     return visited
 
 
 def test_the_server_never_imports_tensorflow_or_keras(env, shipped):
+    import shutil
+
+    (env / "registry").mkdir()
+    for suffix in (".keras", ".json", ".tflite"):  # a second saved model, with its export, to choose
+        shutil.copy(DEFAULT_MODEL_PATH.with_suffix(suffix), env / "registry" / f"cnn-copy{suffix}")
     # A fresh interpreter, as a server is: this test process may have imported TensorFlow already.
     done = subprocess.run(
         [sys.executable, "-c", SERVER_WITHOUT_TENSORFLOW, str(APP_DIR)],
@@ -273,9 +282,10 @@ def test_no_model_at_all_is_a_clear_error_not_a_crash(env, monkeypatch):
 def test_train_page_has_bounded_settings_and_start_stop(env):
     at = app(TRAIN)
     assert at.selectbox(key="cfg_arch").options == [
-        "cnn: VGG-style, 200k weights (default)",
-        "seed: the tutorial's network",
+        "cnn · VGG-style CNN, 469k weights",
+        "seed · the tutorial's CNN, 82k weights",
     ]
+    assert any("9,000 images to train on, 1,000 held out" in c.value for c in at.sidebar.caption)
     epochs, images = at.number_input(key="cfg_epochs"), at.number_input(key="cfg_limit")
     assert (epochs.value, epochs.max) == (2, MAX_EPOCHS)
     assert (images.value, images.max) == (10_000, MAX_TRAIN_IMAGES)
@@ -283,7 +293,7 @@ def test_train_page_has_bounded_settings_and_start_stop(env):
         assert at.select_slider(key=key).value
     assert at.slider(key="cfg_val").value == 0.1 and at.toggle(key="cfg_augment").value
     assert not at.button(key="train_start").disabled and at.button(key="train_stop").disabled
-    assert not at.text_input, "no password field when none is configured"
+    assert not [t for t in at.text_input if t.key == "promote_pw"], "no password field when none is configured"
     at.selectbox(key="cfg_arch").set_value("seed").run()
     assert at.select_slider(key="cfg_batch").value == 32 and not at.toggle(key="cfg_augment").value
 
@@ -301,7 +311,8 @@ def short_run(at: AppTest):
     return snapshot
 
 
-def test_a_short_run_updates_history_and_can_be_promoted(env):
+def test_a_short_run_updates_history_and_can_be_promoted(env, monkeypatch):
+    monkeypatch.setenv("DIGIT_LOCAL", "1")  # the app on its user's own computer: their choice is everyone's
     at = app(TRAIN)
     snapshot = short_run(at)
     assert snapshot.state == "completed", snapshot.message
@@ -320,7 +331,24 @@ def test_a_short_run_updates_history_and_can_be_promoted(env):
     assert any(snapshot.model_name in m.value for m in at.markdown), "Evaluate uses the new model"
 
 
-def test_with_a_password_promotion_is_for_everyone_only_with_it(env):
+def test_on_a_public_server_without_a_password_use_is_for_your_session_only(env, monkeypatch):
+    monkeypatch.delenv("DIGIT_LOCAL", raising=False)
+    at = app(TRAIN)
+    name = short_run(at).model_name
+    assert any(f"(by you) finished" in s.value for s in at.success)
+    at.button(key="use_new_model").click().run()
+    assert Registry().served().shipped, "one visitor's click changes nothing for the others"
+    assert "(your session only)" in sidebar_text(at) and name in sidebar_text(at)
+    assert any("public server" in s.value for s in at.success)
+    assert at.button(key="use_new_model").disabled and at.button(key="use_new_model").label == "In use"
+    other = app(TRAIN)
+    assert any("(by another visitor)" in s.value for s in other.success)
+    assert other.button(key="use_new_model").disabled, "only the run's owner may act on its result"
+    assert "(your session only)" not in sidebar_text(other)
+
+
+def test_with_a_password_promotion_is_for_everyone_only_with_it(env, monkeypatch):
+    monkeypatch.delenv("DIGIT_LOCAL", raising=False)
     at = app(TRAIN, promote_password="open sesame")
     name = short_run(at).model_name
     at.button(key="use_new_model").click().run()

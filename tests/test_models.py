@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from digit.config import ARCHITECTURES
 from digit.models import (
     INPUT_SHAPE,
     ModelError,
@@ -277,3 +278,10 @@ def test_save_replaces_an_existing_model(tmp_path, batch):
 def test_save_creates_missing_folders(tmp_path):
     path = save_model(build_model("seed"), tmp_path / "a" / "b" / "m.keras")
     assert path.is_file()
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_the_architecture_labels_count_the_real_weights(arch):
+    from digit.config import ARCHITECTURE_INFO
+
+    assert ARCHITECTURE_INFO[arch][1] == build_model(arch).count_params()

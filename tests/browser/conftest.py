@@ -72,6 +72,12 @@ def server(chromium_path, registry_dir) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def server_pid(server) -> int:
+    """The process id of the `streamlit run` serving `server`."""
+    return SERVER_PIDS[server]
+
+
 @contextlib.contextmanager
 def streamlit_server(env: dict[str, str], log: Path, drop: tuple[str, ...] = ()) -> Iterator[str]:
     """`streamlit run app.py` with `env` added to this environment (less `drop`); yields its URL."""

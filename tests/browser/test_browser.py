@@ -258,10 +258,7 @@ def child_pids(pid: int) -> list[int]:
         return [int(child) for child in children.read().split()]
 
 
-def test_the_server_serves_every_page_without_tensorflow_and_trains_in_a_child(page, shipped_server, small_mnist):
-    from tests.browser.conftest import SERVER_PIDS
-
-    server_pid = SERVER_PIDS[shipped_server]
+def test_the_server_serves_every_page_without_tensorflow_and_trains_in_a_child(page, shipped_server, server_pid):
     open_app(page, shipped_server)
     assert draw(page, SEVEN) == "7"
     page.get_by_role("button", name="Right, it is 7").click()

@@ -1,0 +1,365 @@
+"""Serving side: read a whole number, several digits written side by side, left to right.
+
+    reading = read_number(predictor, image)   # reading.number: "2026" ("" for a blank image)
+    reading.digits[0]                         # a Prediction (digit, probabilities, model_input) ...
+    reading.digits[0].box                     # ... with its box: (x, y, width, height) in the image's pixels
+
+How a drawing becomes digits (NumPy and OpenCV only; no TensorFlow):
+
+1. the ink, as the single-digit preprocessing finds it (polarity, alpha, background), at a
+   working size that keeps a wide canvas sharp;
+2. connected pieces of ink; specks dropped;
+3. pieces that overlap in x join: the flag of a 5, the bar of a 7, the detached end of a 9
+   join the digit they sit on, and the two strokes of a 4 join when one holds the other;
+   two tall narrow strokes (11) stay apart;
+4. a piece that may hold several digits (much wider than a digit, or with a thin column where
+   two digits touch) is cut at its thinnest columns: of the possible cuts, the model's reading
+   decides, and a cut must pay for itself (CUT_COST);
+5. dots, dashes and stray marks far smaller than the digits are not digits;
+6. each digit goes through the same MNIST-style preprocessing as a single drawing, and all of
+   them (and the alternatives of step 4) are read in one batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from digit.inference import Prediction, as_predictor
+from digit.preprocessing import (
+    DOT_EXTENT,
+    DOT_FILL,
+    INK_THRESHOLD,
+    MIN_EXTENT,
+    NOISE_FLOOR,
+    _background_level,
+    _checked_array,
+    _composite_on_contrast,
+    _full_scale,
+    _gray,
+    _split_alpha,
+    _to_unit_range,
+    _unit,
+    preprocess,
+    stroke_width,
+)
+
+WORK_SIZE = 400  # longer side of the working image: a 700x220 canvas is read at 400x126
+SPECK = 0.03  # ink pieces smaller than this fraction of the image's shorter side are noise
+MAIN_HEIGHT = 0.5  # a piece at least this fraction of the digits' height is a digit or a large part of one
+JOIN_OVERLAP = 0.5  # a piece joins another when this much of its width lies over it ...
+HOLDER_WIDTH = 0.4  # ... and for two large pieces, when the wider one is this wide (the L of a 4 holds its stem)
+MINOR_OVERLAP = 0.25  # a small piece (flag, bar, dot-like end) joins the digit it overlaps this much
+MINOR_REACH = 0.15  # ... or, overlapping none, the nearest digit within this fraction of the height
+NOT_A_DIGIT = 0.45  # a lone piece shorter than this fraction of the digits' height is a dot or a dash
+WIDE = 1.25  # a piece wider than this many digit heights holds more than one digit
+THIN_CUT = 1.6  # a column with at most this many pen widths of ink may be where two digits touch
+CUT_COST = math.log(0.75)  # a cut must make the reading this much more likely than no cut
+MIN_PART_HEIGHT = 0.55  # each side of a cut keeps at least this fraction of the piece's height
+MAX_CUTS = 12  # candidate cuts looked at per piece
+WIDE_PENALTY = math.log(0.1)  # reading a group that wide as one digit is this unlikely
+PAD = 2  # pixels of background around each digit handed to preprocessing
+
+
+@dataclass(frozen=True)
+class DigitReading(Prediction):
+    """One digit of a number: a Prediction, with where it was found."""
+
+    box: tuple[int, int, int, int]  # (x, y, width, height) in the input image's pixels
+
+
+@dataclass(frozen=True)
+class NumberReading:
+    """What was read in an image, left to right; no digits for a blank image."""
+
+    digits: tuple[DigitReading, ...]
+
+    @property
+    def number(self) -> str:
+        return "".join(str(d.digit) for d in self.digits)
+
+    @property
+    def unsure(self) -> bool:
+        return any(d.unsure for d in self.digits)
+
+
+def read_number(model_or_predictor, image: np.ndarray) -> NumberReading:
+    """Find the digits written in `image`, left to right, and read them all in one batch."""
+    ink, scale = ink_map(image)
+    groups = segment(ink)
+    parts = [part for group in groups for part in group.parts]
+    inputs = [preprocess(part.ink) for part in parts]
+    usable = [i for i, x in enumerate(inputs) if x is not None]
+    if not usable:
+        return NumberReading(())
+    probabilities = as_predictor(model_or_predictor).probabilities(np.stack([inputs[i] for i in usable]))
+    readings = {i: Prediction(int(p.argmax()), p, inputs[i]) for i, p in zip(usable, probabilities, strict=True)}
+    digits, first = [], 0
+    for group in groups:
+        local = {i - first: r for i, r in readings.items() if first <= i < first + len(group.parts)}
+        for index in _best_parts(group, local):
+            reading, box = local[index], group.parts[index].box
+            digits.append(
+                DigitReading(reading.digit, reading.probabilities, reading.model_input, _in_image(box, scale))
+            )
+        first += len(group.parts)
+    return NumberReading(tuple(digits))
+
+
+def _in_image(box: tuple[int, int, int, int], scale: float) -> tuple[int, int, int, int]:
+    """A box at the working size in the input image's pixels."""
+    x, y, w, h = box
+    return (round(x / scale), round(y / scale), max(1, round(w / scale)), max(1, round(h / scale)))
+
+
+# ---------------------------------------------------------------------------------------------
+# ink
+
+
+def ink_map(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """Ink intensity in [0, 1] (as digit.preprocessing.ink_intensity) at the working size, and the scale to it.
+
+    ink_intensity itself works at 160 px, right for one digit but too coarse for six side by side.
+    """
+    array = _checked_array(image)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.dtype != np.uint8:
+        array = _to_unit_range(array)
+    height, width = array.shape[:2]
+    scale = min(1.0, WORK_SIZE / max(height, width))
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        array = cv2.resize(array, size, interpolation=cv2.INTER_AREA)
+    color, alpha = _split_alpha(array)
+    gray = _unit(_gray(color))
+    if alpha is not None and alpha.min() < 0.98 * _full_scale(alpha):
+        gray = _composite_on_contrast(gray, _unit(alpha))
+    background = _background_level(gray)
+    if background > 0.5:
+        gray, background = 1.0 - gray, 1.0 - background
+    ink = (gray - background) / max(1.0 - background, 1e-6)
+    ink[ink < NOISE_FLOOR] = 0.0
+    return np.clip(ink, 0.0, 1.0, out=ink).astype(np.float32, copy=False), scale
+
+
+# ---------------------------------------------------------------------------------------------
+# segmentation
+
+
+@dataclass(frozen=True)
+class Part:
+    """Ink that may be one digit, at the working size."""
+
+    ink: np.ndarray  # its ink alone, cropped to it with a margin of background
+    box: tuple[int, int, int, int]  # (x, y, width, height) in the working image
+    start: int = 0  # it lies between candidate cuts `start` and `end` of its group (0 and last: the ends)
+    end: int = 1
+    penalty: float = 0.0  # log-likelihood cost of reading it as one digit (a part too wide for one)
+
+
+@dataclass(frozen=True)
+class Group:
+    """A digit with its detached strokes, or several digits touching: the parts it may be read as."""
+
+    parts: tuple[Part, ...]
+    nodes: int = 2  # candidate cuts, the two ends included
+
+
+@dataclass
+class _Piece:
+    """Connected ink (one or more components) and its bounding box."""
+
+    labels: list[int]
+    x: int
+    y: int
+    w: int
+    h: int
+
+    @property
+    def right(self) -> int:
+        return self.x + self.w
+
+    @property
+    def bottom(self) -> int:
+        return self.y + self.h
+
+    def join(self, other: _Piece) -> None:
+        right, bottom = max(self.right, other.right), max(self.bottom, other.bottom)
+        self.labels = self.labels + other.labels
+        self.x, self.y = min(self.x, other.x), min(self.y, other.y)
+        self.w, self.h = right - self.x, bottom - self.y
+
+
+def segment(ink: np.ndarray) -> list[Group]:
+    """The groups of ink that are digits, left to right, each with the parts it may be read as."""
+    mask = ink >= INK_THRESHOLD
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    speck = max(2.0, SPECK * min(ink.shape))
+    pieces = [
+        _Piece([i], *(int(v) for v in stats[i, :4]))
+        for i in range(1, count)
+        if max(stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT]) > speck
+    ]
+    if not pieces:
+        return []
+    height = digit_height(pieces)
+    groups = []
+    for piece in sorted(_grouped(pieces, height), key=lambda g: g.x + g.w / 2):
+        group_ink = _group_ink(ink, labels, piece)
+        if _is_digit_sized(group_ink, piece, height, min(ink.shape)):
+            groups.append(_cut(group_ink, piece, height))
+    return groups
+
+
+def digit_height(pieces: list[_Piece]) -> float:
+    """How tall the digits are written: the median height of the tall pieces."""
+    tallest = max(p.h for p in pieces)
+    return float(np.median([p.h for p in pieces if p.h >= 0.5 * tallest]))
+
+
+def _grouped(pieces: list[_Piece], height: float) -> list[_Piece]:
+    """Join the pieces of each digit: large pieces that hold one another, then small ones to their digit."""
+    groups: list[_Piece] = []
+    for piece in sorted((p for p in pieces if p.h >= MAIN_HEIGHT * height), key=lambda p: p.x):
+        holder = next((g for g in groups if _holds(g, piece, height)), None)
+        if holder is None:
+            groups.append(_Piece(piece.labels, piece.x, piece.y, piece.w, piece.h))
+        else:
+            holder.join(piece)
+    loose: list[_Piece] = []
+    for piece in sorted((p for p in pieces if p.h < MAIN_HEIGHT * height), key=lambda p: -p.w * p.h):
+        digit = _digit_of(groups, piece, height)
+        if digit is None:
+            loose.append(piece)
+        else:
+            digit.join(piece)
+    small: list[_Piece] = []
+    for piece in loose:  # what belongs to no digit: a small digit drawn in pieces, dots, dashes
+        other = next((g for g in small if _overlap(g, piece) > 0), None)
+        if other is None:
+            small.append(_Piece(piece.labels, piece.x, piece.y, piece.w, piece.h))
+        else:
+            other.join(piece)
+    return groups + small
+
+
+def _overlap(a: _Piece, b: _Piece) -> int:
+    return min(a.right, b.right) - max(a.x, b.x)
+
+
+def _holds(group: _Piece, piece: _Piece, height: float) -> bool:
+    """Two large pieces are one digit when one lies mostly over the other and the wider is digit-wide."""
+    return (
+        _overlap(group, piece) >= JOIN_OVERLAP * min(group.w, piece.w)
+        and max(group.w, piece.w) >= HOLDER_WIDTH * height
+    )
+
+
+def _digit_of(groups: list[_Piece], piece: _Piece, height: float) -> _Piece | None:
+    """The digit a small piece belongs to: the one it overlaps most, else a close neighbour; None if none."""
+    fraction, best = max(((_overlap(g, piece) / max(piece.w, 1), g) for g in groups), key=lambda t: t[0])
+    if fraction >= MINOR_OVERLAP:
+        return best
+    gap, near = min(((max(g.x - piece.right, piece.x - g.right), g) for g in groups), key=lambda t: t[0])
+    return near if gap <= MINOR_REACH * height else None
+
+
+def _group_ink(ink: np.ndarray, labels: np.ndarray, piece: _Piece) -> np.ndarray:
+    """The group's ink alone within its box (one pixel wider), anti-aliased edges included."""
+    top, left = max(0, piece.y - 1), max(0, piece.x - 1)
+    bottom, right = piece.bottom + 1, piece.right + 1
+    window = labels[top:bottom, left:right]
+    member = np.isin(window, piece.labels)
+    fringe = cv2.dilate(member.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool) & (window == 0)
+    return np.where(member | fringe, ink[top:bottom, left:right], 0.0).astype(np.float32)
+
+
+def _is_digit_sized(group_ink: np.ndarray, piece: _Piece, height: float, short_side: int) -> bool:
+    """Not a dot, a dash or a stray mark: by the single-digit rules, and against the other digits' height."""
+    extent = max(piece.w, piece.h)
+    if extent < MIN_EXTENT * short_side or piece.h < NOT_A_DIGIT * height:
+        return False
+    fill = float((group_ink >= INK_THRESHOLD).mean())
+    return not (extent < DOT_EXTENT * short_side and fill > DOT_FILL and extent < 0.6 * height)
+
+
+def _cut(group_ink: np.ndarray, piece: _Piece, height: float) -> Group:
+    """The group as one part, or, where it may hold several digits, every part between two candidate cuts."""
+    origin_x, origin_y = max(0, piece.x - 1), max(0, piece.y - 1)
+    mask = group_ink >= INK_THRESHOLD
+    wide = piece.w > WIDE * height
+    columns = [0, *_candidate_cuts(mask, height, wide), mask.shape[1]]
+    parts = []
+    for start in range(len(columns) - 1):
+        for end in range(start + 1, len(columns)):
+            part = _part(group_ink, columns[start], columns[end], (origin_x, origin_y))
+            if part is None or (end - start < len(columns) - 1 and part.box[3] < MIN_PART_HEIGHT * piece.h):
+                continue
+            penalty = WIDE_PENALTY if part.box[2] > WIDE * height else 0.0
+            parts.append(Part(part.ink, part.box, start, end, penalty))
+    return Group(tuple(parts), len(columns))
+
+
+def _part(group_ink: np.ndarray, left: int, right: int, origin: tuple[int, int]) -> Part | None:
+    """The ink between two columns of a group, cropped to it; None where there is none."""
+    window = group_ink[:, left:right]
+    on = window >= INK_THRESHOLD
+    rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
+    if rows.size == 0:
+        return None
+    top, bottom = max(0, rows[0] - 1), rows[-1] + 2
+    first, last = max(0, cols[0] - 1), cols[-1] + 2
+    crop = np.pad(window[top:bottom, first:last], PAD)
+    box = (
+        origin[0] + left + int(cols[0]),
+        origin[1] + int(rows[0]),
+        int(cols[-1] - cols[0] + 1),
+        int(rows[-1] - rows[0] + 1),
+    )
+    return Part(crop, box)
+
+
+def _candidate_cuts(mask: np.ndarray, height: float, wide: bool) -> list[int]:
+    """Columns where two digits may touch: the thinnest, at most THIN_CUT pen widths of ink.
+
+    In a group too wide for one digit, the thinnest columns are candidates whatever their ink.
+    """
+    width = mask.shape[1]
+    margin = max(2, round(0.08 * height))
+    if width < max(2 * margin + 1, 0.35 * height):
+        return []
+    pen = max(1.0, stroke_width(mask.astype(np.float32)))
+    counts = np.convolve(mask.sum(axis=0).astype(np.float32), np.ones(3, np.float32) / 3, mode="same")
+    spacing = max(2, round(0.2 * height))
+    needed = math.ceil(width / height)  # a wide group holds about this many digits, so one cut fewer
+    cuts: list[int] = []
+    for column in np.argsort(counts[margin : width - margin], kind="stable") + margin:
+        thin = counts[column] <= THIN_CUT * pen
+        if len(cuts) >= MAX_CUTS or not (thin or (wide and len(cuts) < 2 * needed)):
+            break
+        if all(abs(column - c) >= spacing for c in cuts):
+            cuts.append(int(column))
+    return sorted(cuts)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def _best_parts(group: Group, readings: dict[int, Prediction]) -> list[int]:
+    """The indexes of the parts that read the group best: most likely, each cut paying CUT_COST."""
+    best: list[tuple[float, list[int]] | None] = [None] * group.nodes
+    best[0] = (0.0, [])
+    for index, part in sorted(enumerate(group.parts), key=lambda t: t[1].start):
+        reading = readings.get(index)
+        if reading is None or best[part.start] is None:
+            continue
+        score, path = best[part.start]
+        score += math.log(max(reading.confidence, 1e-9)) + part.penalty + (CUT_COST if path else 0.0)
+        if best[part.end] is None or score > best[part.end][0]:
+            best[part.end] = (score, [*path, index])
+    return best[-1][1] if best[-1] is not None else []
