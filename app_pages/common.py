@@ -25,6 +25,7 @@ from digit.serving import load_predictor as _load_predictor
 
 OVERRIDE_KEY = "model_override"  # a model this visitor uses in their own session only
 KEPT_PREFIXES = ("cfg_", "pen_width", "show_steps")  # widget values that outlive a switch to another page
+KEPT_KEY = "kept_settings"
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,18 @@ def registry() -> Registry:
 
 
 def keep_settings() -> None:
-    """Keep the Train settings and pen width when their page is not shown (Streamlit drops unrendered widgets' values)."""
+    """Keep the Train settings and pen width when their page is not shown.
+
+    Streamlit drops the values of widgets a run does not draw, and the sidebar's run panel reruns
+    on its own (a fragment) in between: so each value is also mirrored under a key no widget has,
+    and put back from there when Streamlit has dropped it.
+    """
+    kept = st.session_state.setdefault(KEPT_KEY, {})
     for key in [k for k in st.session_state if str(k).startswith(KEPT_PREFIXES)]:
-        st.session_state[key] = st.session_state[key]
+        kept[key] = st.session_state[key] = st.session_state[key]
+    for key, value in kept.items():
+        if key not in st.session_state:
+            st.session_state[key] = value
 
 
 def visitor_id() -> str:

@@ -99,23 +99,24 @@ def children_of(pid: int) -> list[int]:
 
 
 def process_memory_kb(pid: int) -> dict[str, int]:
-    """VmRSS and its anonymous / file-backed parts, and the thread count, of one process (kB)."""
-    wanted = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file", "Threads": "threads"}
+    """VmRSS, its anonymous / file-backed parts, PSS and the thread count of one process (kB)."""
+    wanted = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file", "Threads": "threads", "Pss": "pss"}
     values: dict[str, int] = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in wanted:
-                values[wanted[key]] = int(rest.split()[0])
-    except OSError:
-        pass
+    for name in ("status", "smaps_rollup"):  # PSS shares each page among the processes mapping it
+        try:
+            for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+                key, _, rest = line.partition(":")
+                if key in wanted:
+                    values[wanted[key]] = int(rest.split()[0])
+        except OSError:
+            pass
     return values
 
 
 def tree_memory(pid: int) -> dict[str, float]:
-    """RSS (MB) summed over `pid` and its descendants, with its anonymous and file parts and threads."""
+    """RSS (MB) summed over `pid` and its descendants, its anonymous and file parts, PSS, and threads."""
     pids = [pid, *children_of(pid)]
-    total = {"rss": 0, "anon": 0, "file": 0, "threads": 0}
+    total = {"rss": 0, "anon": 0, "file": 0, "pss": 0, "threads": 0}
     for each in pids:
         for key, value in process_memory_kb(each).items():
             total[key] += value
@@ -123,6 +124,7 @@ def tree_memory(pid: int) -> dict[str, float]:
         "rss_mb": round(total["rss"] / 1024, 1),
         "anon_mb": round(total["anon"] / 1024, 1),
         "file_mb": round(total["file"] / 1024, 1),
+        "pss_mb": round(total["pss"] / 1024, 1),
         "threads": total["threads"],
         "processes": len(pids),
     }
@@ -316,7 +318,13 @@ def first_answer(browser, url: str, process, log: Path, launched: float) -> tupl
     """Health, canvas and first-answer times from launch; returns (figures, context, page)."""
     wait_until_healthy(url, process, log)
     healthy = time.perf_counter()
-    context, page = new_visitor(browser, url)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.goto(url)
+    loaded = time.perf_counter()
+    wait_for_app(page)
+    script = time.perf_counter()
     page.locator(CANVAS).wait_for(timeout=120_000)
     canvas = time.perf_counter()
     draw(page, STROKES["1"])
@@ -324,6 +332,8 @@ def first_answer(browser, url: str, process, log: Path, launched: float) -> tupl
     shown = time.perf_counter()
     figures = {
         "health_s": round(healthy - launched, 2),
+        "page_loaded_s": round(loaded - launched, 2),
+        "script_run_s": round(script - launched, 2),
         "canvas_ready_s": round(canvas - launched, 2),
         "first_prediction_s": round(shown - launched, 2),
         "stroke_to_prediction_s": round(shown - canvas, 2),
@@ -372,6 +382,7 @@ def train_in_browser(page, url: str, pid: int, timeout: float) -> dict:
         "after": after,
         "after_seconds": AFTER_TRAINING_SECONDS,
         "phases": phases,
+        "peak_by_phase": peak_by_phase(sampler, phases),
         "samples": len(sampler.samples),
         "timeline": sampler.timeline(),
     }
@@ -395,6 +406,16 @@ def follow_run(page, sampler: Sampler, timeout: float) -> list[tuple[float, str]
                 phases.append((round(time.perf_counter() - sampler.began, 1), phase))
         page.wait_for_timeout(500)
     return phases
+
+
+def peak_by_phase(sampler: Sampler, phases: list[tuple[float, str]]) -> list[tuple[str, float]]:
+    """The highest RSS (MB) while each phase the progress bar showed was on (the last one up to the end)."""
+    bounds = [*(t for t, _ in phases[1:]), math.inf]
+    peaks = []
+    for (began, phase), ended in zip(phases, bounds, strict=True):
+        inside = [m["rss_mb"] for t, m in sampler.samples if began <= t < ended]
+        peaks.append((phase, max(inside, default=0.0)))
+    return peaks
 
 
 def memory_at(pid: int, moment: float) -> dict:
@@ -541,6 +562,8 @@ def startup_rows(results: dict, checks: dict) -> list[tuple[str, str, str]]:
         rows.append(("cold process -> predictor loaded (best of 2)", f"{cold['best_s']:.2f} s", ""))
     if s := results.get("startup"):
         rows.append(("streamlit run -> health endpoint", f"{s['health_s']:.2f} s", ""))
+        rows.append(("streamlit run -> page loaded (load event)", f"{s['page_loaded_s']:.2f} s", ""))
+        rows.append(("streamlit run -> first script run done", f"{s['script_run_s']:.2f} s", ""))
         rows.append(("streamlit run -> canvas ready", f"{s['canvas_ready_s']:.2f} s", ""))
         rows.append(("streamlit run -> first answer", f"{s['first_prediction_s']:.2f} s", ""))
     if ratio := checks.get("first_answer_over_import_tf"):
@@ -561,9 +584,9 @@ def memory_rows(results: dict, checks: dict) -> list[tuple[str, str, str]]:
         rows.append(("RSS before training", f"{t['before']['rss_mb']:.0f} MB", ""))
         label = f"RSS peak while training ({t['child_seconds']:.0f} s{'' if t['finished'] else ', UNFINISHED'})"
         rows.append((label, f"{t['peak']['rss_mb']:.0f} MB", target(checks, "training_peak_mb")))
-        rows.append(
-            ("  of which anonymous / file-backed", f"{t['peak']['anon_mb']:.0f} / {t['peak']['file_mb']:.0f} MB", "")
-        )
+        peak = t["peak"]
+        split = f"{peak['anon_mb']:.0f} / {peak['file_mb']:.0f} MB; PSS {peak['pss_mb']:.0f} MB"
+        rows.append(("  of which anonymous / file-backed", split, "PSS counts shared pages once"))
         rows.append(("  peak during", t["peak_phase"], ""))
         label = f"RSS {t['after_seconds']} s after the run ended ({t['after']['processes']} process)"
         rows.append((label, f"{t['after']['rss_mb']:.0f} MB", target(checks, "after_training_mb")))

@@ -2,10 +2,14 @@
 
     record = export_for_serving(model, "runs/cnn.keras", check_images)   # writes runs/cnn.tflite
     record["engine"]      # "LiteRT" when the export gives Keras' probabilities within 1e-5, else "Keras"
+    record["layers"]      # the layers export (runs/cnn.layers.tflite): every layer's output, for explanations
 
 The server answers with the export and never imports TensorFlow (digit/serving.py). An export
 that cannot be made, or that differs from Keras by more than TOLERANCE on any check image, is not
-written: that model is served through Keras, and the record says why.
+written: that model is served through Keras, and the record says why. The layers export is
+checked the same way (every layer within LAYER_TOLERANCE of a Keras sub-model, times the layer's
+largest value where that is over 1, since float32 sums of large numbers differ more; its last output
+within TOLERANCE of the model's probabilities); where it fails, explanations show no layers.
 """
 
 from __future__ import annotations
@@ -22,15 +26,27 @@ import tensorflow as tf
 
 from digit.config import IMAGE_SIZE
 from digit.keras_predictor import keras_probabilities
-from digit.serving import KERAS, LITERT, LiteRTPredictor, export_path, litert_available
+from digit.serving import (
+    KERAS,
+    LITERT,
+    LayersExport,
+    LiteRTPredictor,
+    export_path,
+    layers_export_path,
+    litert_available,
+    normalized,
+)
 
 TOLERANCE = 1e-5  # the largest difference in any probability that still counts as the same model
+LAYER_TOLERANCE = 1e-4  # ... and in any layer's output, per unit of the layer's scale (pre-activations reach ~40)
+LAYER_CHECK_IMAGES = 200  # every layer is compared on this many check images; the last output on all
 
 
 def export_for_serving(model: keras.Model, model_path: str | Path, check_images: np.ndarray | None = None) -> dict:
     """Write the checked `.tflite` export beside `model_path`; returns the card's record of it."""
     target = export_path(model_path)
     target.unlink(missing_ok=True)  # an export of an earlier model must never be served for this one
+    layers_export_path(model_path).unlink(missing_ok=True)
     images, checked_on = _check_set(check_images)
     if not litert_available():
         return {"engine": KERAS, "reason": "ai-edge-litert is not installed where the model was saved"}
@@ -39,10 +55,9 @@ def export_for_serving(model: keras.Model, model_path: str | Path, check_images:
     except Exception as error:  # the converter's failures are many and varied
         return {"engine": KERAS, "reason": f"LiteRT conversion failed: {_first_line(error)}"}
     tmp = _write_beside(target, flatbuffer)
+    expected = keras_probabilities(model, images)
     try:
-        difference = float(
-            np.abs(LiteRTPredictor(tmp).probabilities(images) - keras_probabilities(model, images)).max()
-        )
+        difference = float(np.abs(LiteRTPredictor(tmp).probabilities(images) - expected).max())
         if not difference <= TOLERANCE:
             return {
                 "engine": KERAS,
@@ -59,7 +74,95 @@ def export_for_serving(model: keras.Model, model_path: str | Path, check_images:
         "bytes": len(flatbuffer),
         "max_difference": difference,
         "checked_on": checked_on,
+        "layers": export_layers(model, model_path, images, expected),
     }
+
+
+def export_layers(model: keras.Model, model_path: str | Path, images: np.ndarray, expected: np.ndarray) -> dict:
+    """Write the checked layers export beside `model_path`; the card's record of it (names, kinds, first kernels).
+
+    `images` are the check images and `expected` the model's Keras probabilities for them.
+    """
+    target = layers_export_path(model_path)
+    target.unlink(missing_ok=True)
+    record = layers_record(model)
+    try:
+        outputs = layers_model(model)
+        flatbuffer = convert(outputs)
+    except Exception as error:
+        return {"engine": KERAS, "reason": f"LiteRT conversion of the layers failed: {_first_line(error)}"}
+    tmp = _write_beside(target, flatbuffer)
+    try:
+        exported = LayersExport(tmp, record)
+        sample = images[:LAYER_CHECK_IMAGES]
+        differences = [_layer_differences(outputs, exported, chunk) for chunk in np.array_split(sample, 4)]
+        layer_difference = max(difference for chunk in differences for difference, _ in chunk)
+        within = all(
+            difference <= LAYER_TOLERANCE * max(1.0, scale) for chunk in differences for difference, scale in chunk
+        )
+        last = np.stack([exported.run(image)[-1][1] for image in images])
+        final_difference = float(np.abs(normalized(last) - expected).max())
+        checks = {
+            "max_difference": layer_difference,
+            "final_difference": final_difference,
+            "checked_on": f"every layer on {len(sample):,} images, the last on {len(images):,}",
+        }
+        if not (within and final_difference <= TOLERANCE):
+            return {"engine": KERAS, "reason": f"the layers export differs from Keras ({checks})", **checks}
+        os.replace(tmp, target)
+    except Exception as error:  # an export that cannot be read back or run is no export
+        return {"engine": KERAS, "reason": f"the layers export cannot be run: {_first_line(error)}"}
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return {"engine": LITERT, "file": target.name, "bytes": len(flatbuffer), **checks, **record}
+
+
+def layers_model(model: keras.Model) -> keras.Model:
+    """A Keras model giving every layer's output, keyed by layer name (the export's signature keeps the names)."""
+    return keras.Model(model.inputs, {layer.name: layer.output for layer in _layers(model)})
+
+
+def layers_record(model: keras.Model) -> dict:
+    """What the server needs to show the layers without Keras: names, kinds, activations, the first kernels."""
+    layers = _layers(model)
+    return {
+        "names": [layer.name for layer in layers],
+        "kinds": [type(layer).__name__ for layer in layers],
+        "activations": [_activation_name(layer) for layer in layers],
+        **_first_kernels(layers),
+    }
+
+
+def _layers(model: keras.Model) -> list:
+    return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def _layer_differences(outputs: keras.Model, exported: LayersExport, images: np.ndarray) -> list[tuple[float, float]]:
+    """(largest difference, largest absolute value) of every layer's output on every image, export against Keras."""
+    if not len(images):
+        return []
+    reference = outputs([images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)], training=False)
+    found = []
+    for i, image in enumerate(images):
+        for name, values in exported.run(image):
+            expected = np.asarray(reference[name][i])
+            found.append((float(np.abs(values - expected).max()), float(np.abs(expected).max())))
+    return found
+
+
+def _activation_name(layer: keras.layers.Layer) -> str:
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", "") if activation is not None else ""
+    return "" if name == "linear" else name
+
+
+def _first_kernels(layers: list) -> dict:
+    # The first convolution's kernels as images for the Train page: the server reads them from the card.
+    for layer in layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kernel = np.asarray(layer.get_weights()[0], np.float64)
+            return {"first_conv": layer.name, "first_kernels": np.round(kernel, 6).tolist()}
+    return {}
 
 
 def convert(model: keras.Model) -> bytes:

@@ -1,7 +1,8 @@
 """Training side: the architectures, and loading and saving Keras models safely (imports TensorFlow).
 
-Saving also writes the model's serving export (a checked `.tflite` beside it, digit/export.py)
-and its card; the `.keras` file is renamed into place last, so a model appears whole or not at all.
+Saving also writes the model's serving exports (a checked `.tflite` beside it, and a
+`.layers.tflite` for explanations, digit/export.py) and its card; the `.keras` file is renamed
+into place last, so a model appears whole or not at all.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from keras import layers
 
 from digit.config import ARCHITECTURES, DEFAULT_MODEL_PATH, IMAGE_SIZE, NUM_CLASSES
 from digit.export import export_for_serving
-from digit.serving import ModelError, card_path, check_model_file, export_path, file_sha256, read_card
+from digit.serving import (
+    ModelError,
+    card_path,
+    check_model_file,
+    export_path,
+    file_sha256,
+    layers_export_path,
+    read_card,
+)
 
 __all__ = ["ModelError", "build_model", "card_path", "load_model", "read_card", "save_model"]
 
@@ -148,7 +157,7 @@ class PendingSave:
         return self.path
 
     def discard(self) -> None:
-        for leftover in (self.tmp, export_path(self.path), card_path(self.path)):
+        for leftover in (self.tmp, export_path(self.path), layers_export_path(self.path), card_path(self.path)):
             leftover.unlink(missing_ok=True)
 
 

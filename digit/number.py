@@ -55,12 +55,16 @@ HOLDER_WIDTH = 0.4  # ... and for two large pieces, when the wider one is this w
 MINOR_OVERLAP = 0.25  # a small piece (flag, bar, dot-like end) joins the digit it overlaps this much
 MINOR_REACH = 0.15  # ... or, overlapping none, the nearest digit within this fraction of the height
 NOT_A_DIGIT = 0.45  # a lone piece shorter than this fraction of the digits' height is a dot or a dash
-WIDE = 1.25  # a piece wider than this many digit heights holds more than one digit
 THIN_CUT = 1.6  # a column with at most this many pen widths of ink may be where two digits touch
-CUT_COST = math.log(0.75)  # a cut must make the reading this much more likely than no cut
+CUT_COST = math.log(0.5)  # a cut must make the reading this much more likely than no cut
 MIN_PART_HEIGHT = 0.55  # each side of a cut keeps at least this fraction of the piece's height
-MAX_CUTS = 12  # candidate cuts looked at per piece
-WIDE_PENALTY = math.log(0.1)  # reading a group that wide as one digit is this unlikely
+MAYBE_SEVERAL = 0.7  # a group this many digit heights wide may hold two digits, touching
+CUT_SPACING = 0.12  # candidate cuts at least this fraction of the height apart
+MAX_CUTS = 10  # candidate cuts looked at per group
+DIGIT_WIDTH = 0.75  # digits are at most about this many heights wide, a 1 ONE_WIDTH, others at least NARROWEST ...
+ONE_WIDTH = 0.55
+NARROWEST = 0.3
+WIDTH_COST = 2.0  # ... and each tenth of a height wider makes one this much less likely (log per height)
 PAD = 2  # pixels of background around each digit handed to preprocessing
 
 
@@ -158,7 +162,7 @@ class Part:
     box: tuple[int, int, int, int]  # (x, y, width, height) in the working image
     start: int = 0  # it lies between candidate cuts `start` and `end` of its group (0 and last: the ends)
     end: int = 1
-    penalty: float = 0.0  # log-likelihood cost of reading it as one digit (a part too wide for one)
+    width: float = 0.0  # its width over the digits' height
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,7 @@ class Group:
     """A digit with its detached strokes, or several digits touching: the parts it may be read as."""
 
     parts: tuple[Part, ...]
-    nodes: int = 2  # candidate cuts, the two ends included
+    nodes: int = 2  # candidate cuts, the group's two ends included
 
 
 @dataclass
@@ -291,16 +295,15 @@ def _cut(group_ink: np.ndarray, piece: _Piece, height: float) -> Group:
     """The group as one part, or, where it may hold several digits, every part between two candidate cuts."""
     origin_x, origin_y = max(0, piece.x - 1), max(0, piece.y - 1)
     mask = group_ink >= INK_THRESHOLD
-    wide = piece.w > WIDE * height
-    columns = [0, *_candidate_cuts(mask, height, wide), mask.shape[1]]
+    cuts = _candidate_cuts(mask, height)
+    columns = [0, *cuts, mask.shape[1]]
     parts = []
     for start in range(len(columns) - 1):
         for end in range(start + 1, len(columns)):
             part = _part(group_ink, columns[start], columns[end], (origin_x, origin_y))
             if part is None or (end - start < len(columns) - 1 and part.box[3] < MIN_PART_HEIGHT * piece.h):
                 continue
-            penalty = WIDE_PENALTY if part.box[2] > WIDE * height else 0.0
-            parts.append(Part(part.ink, part.box, start, end, penalty))
+            parts.append(Part(part.ink, part.box, start, end, part.box[2] / height))
     return Group(tuple(parts), len(columns))
 
 
@@ -323,23 +326,25 @@ def _part(group_ink: np.ndarray, left: int, right: int, origin: tuple[int, int])
     return Part(crop, box)
 
 
-def _candidate_cuts(mask: np.ndarray, height: float, wide: bool) -> list[int]:
-    """Columns where two digits may touch: the thinnest, at most THIN_CUT pen widths of ink.
+def _candidate_cuts(mask: np.ndarray, height: float) -> list[int]:
+    """Columns where two digits may meet: the valleys of the ink's column counts.
 
-    In a group too wide for one digit, the thinnest columns are candidates whatever their ink.
+    In a group narrower than MAYBE_SEVERAL digit heights only thin valleys count (at most THIN_CUT
+    pen widths of ink: 11 touching); in a wider one every valley, the thinnest first.
     """
     width = mask.shape[1]
     margin = max(2, round(0.08 * height))
     if width < max(2 * margin + 1, 0.35 * height):
         return []
-    pen = max(1.0, stroke_width(mask.astype(np.float32)))
     counts = np.convolve(mask.sum(axis=0).astype(np.float32), np.ones(3, np.float32) / 3, mode="same")
-    spacing = max(2, round(0.2 * height))
-    needed = math.ceil(width / height)  # a wide group holds about this many digits, so one cut fewer
+    inner = np.arange(margin, width - margin)
+    valleys = inner[(counts[inner] <= counts[inner - 1]) & (counts[inner] <= counts[inner + 1])]
+    if width < MAYBE_SEVERAL * height:
+        valleys = valleys[counts[valleys] <= THIN_CUT * max(1.0, stroke_width(mask.astype(np.float32)))]
+    spacing = max(2, round(CUT_SPACING * height))
     cuts: list[int] = []
-    for column in np.argsort(counts[margin : width - margin], kind="stable") + margin:
-        thin = counts[column] <= THIN_CUT * pen
-        if len(cuts) >= MAX_CUTS or not (thin or (wide and len(cuts) < 2 * needed)):
+    for column in valleys[np.argsort(counts[valleys], kind="stable")]:
+        if len(cuts) >= MAX_CUTS:
             break
         if all(abs(column - c) >= spacing for c in cuts):
             cuts.append(int(column))
@@ -359,7 +364,15 @@ def _best_parts(group: Group, readings: dict[int, Prediction]) -> list[int]:
         if reading is None or best[part.start] is None:
             continue
         score, path = best[part.start]
-        score += math.log(max(reading.confidence, 1e-9)) + part.penalty + (CUT_COST if path else 0.0)
+        score += _likelihood(part, reading) + (CUT_COST if path else 0.0)
         if best[part.end] is None or score > best[part.end][0]:
             best[part.end] = (score, [*path, index])
     return best[-1][1] if best[-1] is not None else []
+
+
+def _likelihood(part: Part, reading: Prediction) -> float:
+    """How likely the part is one digit, the one read: its confidence, less for a width unusual for it."""
+    widest = ONE_WIDTH if reading.digit == 1 else DIGIT_WIDTH
+    narrowest = 0.0 if reading.digit == 1 else NARROWEST
+    unusual = max(0.0, part.width - widest) + max(0.0, narrowest - part.width)
+    return math.log(max(reading.confidence, 1e-9)) - WIDTH_COST * unusual

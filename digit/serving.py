@@ -3,6 +3,7 @@
     predictor = load_predictor()                 # the shipped model; load_predictor(path) for another
     predictor.probabilities(images)              # (N, 28, 28) float in [0, 1] -> (N, 10), rows sum to 1
     predictor.engine                             # "LiteRT", or "Keras" where the export cannot be used
+    predictor.layers().run(image)                # every layer's output, for digit.explain (loaded on first use)
 
 Every saved `.keras` file gets a `.tflite` export beside it, made and checked against Keras when
 it is saved (digit/export.py); its card records the check and the SHA-256 of the `.keras` file it
@@ -10,6 +11,10 @@ was made from, so a stale export is never served. A `.keras` file without a vali
 on first use, made in a child process (`python -m digit export FILE`) so that TensorFlow stays out
 of this one. Where the export fails, or `ai-edge-litert` is not installed, the model is served
 through Keras in this process, and `predictor.note` says why.
+
+A second export, `.layers.tflite`, gives every layer's output for one image (digit/explain.py
+shows them); it is made and checked with the first, loaded only when an explanation is asked for,
+and made in a child process on first use for a model saved before it existed.
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ class LiteRTPredictor:
             raise ModelError(f"cannot load {self.path.name}: {_first_line(error)}") from error
         self._batched: _Interpreter | None = None
         self._lock = threading.Lock()
+        self._layers: LayersExport | str | None = None  # the layers export, or why there is none
+        self._layers_lock = threading.Lock()
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, dtype=np.float32).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)
@@ -83,6 +90,73 @@ class LiteRTPredictor:
             if self._batched is None:
                 self._batched = _Interpreter(self.path, batch=BATCH, threads=2)
             return self._batched
+
+    def layers(self) -> LayersExport:
+        """The layers export beside this one, loaded on first use; ModelError (saying why) where there is none."""
+        with self._layers_lock:  # made on first use: a visitor who only draws never needs it
+            if self._layers is None:
+                try:
+                    self._layers = LayersExport.beside(self.path)
+                except ModelError as error:
+                    self._layers = str(error)
+        if isinstance(self._layers, str):
+            raise ModelError(self._layers)
+        return self._layers
+
+
+class LayersExport:
+    """The layers export: one LiteRT interpreter giving every layer's output for one image, input to output."""
+
+    def __init__(self, path: str | Path, record: dict) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.names = [str(name) for name in record["names"]]
+        self.kinds = [str(kind) for kind in record["kinds"]]
+        self.activations = [str(a or "") for a in record.get("activations") or [""] * len(self.names)]
+        kernels = record.get("first_kernels")
+        self.first_kernels = np.asarray(kernels, np.float32) if kernels else None  # (3, 3, 1, filters)
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=1)
+            self.interpreter.allocate_tensors()
+            # The flatbuffer's outputs come in no useful order; its signature names each after its layer.
+            signature = self.interpreter.get_signature_runner()
+            self.input = next(iter(signature.get_input_details().values()))["index"]
+            outputs = signature.get_output_details()
+            self.outputs = [outputs[name]["index"] for name in self.names]
+            del signature
+        except Exception as error:  # a broken flatbuffer, or one without these layers
+            raise ModelError(f"cannot load {Path(path).name}: {_first_line(error)}") from error
+        self.lock = threading.Lock()
+
+    @classmethod
+    def beside(cls, export: Path) -> LayersExport:
+        """The checked layers export beside a model's export, made first in a child process where none was ever made."""
+        keras_path = export.with_suffix(".keras")
+        record = read_serving_record(export).get("layers")
+        if record is None and keras_path.is_file():  # saved before layers exports existed
+            reason = export_in_child(keras_path)
+            if reason:
+                raise ModelError(reason)
+            record = read_serving_record(export).get("layers")
+        if not isinstance(record, dict) or record.get("engine") != LITERT:
+            raise ModelError(str((record or {}).get("reason") or "this model has no layers export"))
+        if keras_path.is_file() and read_serving_record(export).get("keras_sha256") != file_sha256(keras_path):
+            raise ModelError("its layers export was made from another file")
+        path = layers_export_path(export)
+        if not path.is_file():
+            raise ModelError(f"no layers export at {path.name}")
+        return cls(path, record)
+
+    def run(self, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """(name, output) for every layer, input to output, for one (28, 28) image; each output without its batch axis."""
+        x = np.asarray(image, dtype=np.float32).reshape(1, IMAGE_SIZE, IMAGE_SIZE, 1)
+        with self.lock:
+            self.interpreter.set_tensor(self.input, x)
+            self.interpreter.invoke()
+            return [
+                (name, self.interpreter.get_tensor(i)[0].copy())
+                for name, i in zip(self.names, self.outputs, strict=True)
+            ]
 
 
 class _Interpreter:
@@ -107,11 +181,12 @@ class _Interpreter:
         self.lock = threading.Lock()
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        """Outputs for up to `batch` images (a short last batch is padded)."""
+        """Outputs for up to `batch` images (a short batch runs at its own size: resizing costs ~0.1 ms once allocated)."""
         count = len(images)
-        if count < self.batch:
-            images = np.concatenate([images, np.zeros((self.batch - count, *images.shape[1:]), np.float32)])
         with self.lock:
+            if self.batch != 1 and self.interpreter.get_input_details()[0]["shape"][0] != count:
+                self.interpreter.resize_tensor_input(self.input, [count, IMAGE_SIZE, IMAGE_SIZE, 1])
+                self.interpreter.allocate_tensors()
             self.interpreter.set_tensor(self.input, np.ascontiguousarray(images, dtype=np.float32))
             self.interpreter.invoke()
             return self.interpreter.get_tensor(self.output)[:count].astype(np.float64)
@@ -192,6 +267,11 @@ def check_model_file(path: Path) -> None:
 def export_path(model_path: str | Path) -> Path:
     """Where a model's LiteRT export lives: beside it, as `.tflite`."""
     return Path(model_path).with_suffix(".tflite")
+
+
+def layers_export_path(model_path: str | Path) -> Path:
+    """Where a model's layers export (every layer's output, for explanations) lives: beside it, as `.layers.tflite`."""
+    return Path(model_path).with_suffix(".layers.tflite")
 
 
 def card_path(model_path: str | Path) -> Path:

@@ -4,8 +4,9 @@
         streamlit run app.py --server.headless true --server.port 8601 &
     python screenshots/take_screenshots.py http://127.0.0.1:8601
 
-Writes draw.png (a drawn 7, its preprocessing steps shown), train.png (a run in progress), train-done.png (the finished run)
-and evaluate.png (scores and confusion matrix) next to this file.
+Writes draw.png (a drawn 7, its preprocessing steps shown), train.png (a run in progress),
+draw-while-training.png (drawing while it trains: the run in the sidebar), train-done.png (the
+finished run) and evaluate.png (scores and confusion matrix) next to this file.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ def main(url: str) -> None:
             timeout=600_000,
         )
         page.screenshot(path=HERE / "train.png", full_page=True)
+        page.get_by_role("link", name="Draw", exact=True).click()  # the run follows the visitor, in the sidebar
+        page.locator('[data-testid="stBidiComponentIsolated"] canvas.upper-canvas').wait_for()
+        draw(page, SEVEN)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=HERE / "draw-while-training.png", full_page=True)
+        page.get_by_role("link", name="Train", exact=True).click()
         page.get_by_role("button", name="Use this model").wait_for(timeout=600_000)
         settle(page)
         page.wait_for_timeout(1500)

@@ -194,10 +194,10 @@ def test_training_is_live_survives_a_page_switch_and_stops(page, server, registr
     assert page.locator('[data-testid="stVegaLiteChart"]').first.screenshot() != chart, "the chart grows"
     assert re.search(r"about .* left", page.locator('[data-testid="stProgress"]').inner_text())
 
-    page.get_by_role("link", name="Draw").click()  # the page is not frozen, and the run goes on
+    page.get_by_role("link", name="Draw", exact=True).click()  # the page is not frozen, and the run goes on
     page.locator(CANVAS).wait_for()
     assert draw(page, ONE) != "–"
-    page.get_by_role("link", name="Train").click()
+    page.get_by_role("link", name="Train", exact=True).click()
     page.locator(PROGRESS).wait_for()
     assert progress(page) >= first
 
@@ -227,7 +227,7 @@ def test_a_promoted_model_is_used_by_draw(page, server, registry_dir):
             page.get_by_role("button", name="Download .keras").click()  # the selected model: the served one
         assert download.value.suggested_filename == f"{new}.keras"
         assert zipfile.is_zipfile(download.value.path())
-        page.get_by_role("link", name="Draw").click()
+        page.get_by_role("link", name="Draw", exact=True).click()
         page.locator(CANVAS).wait_for()
         assert model_name(page) == new
         assert draw(page, ONE) != "–"
@@ -266,13 +266,13 @@ def test_the_server_serves_every_page_without_tensorflow_and_trains_in_a_child(p
     for name in ("Train", "Evaluate", "My corrections", "Draw"):
         page.get_by_role("link", name=name).click()
         settle(page, timeout=RUN_SECONDS * 1000)
-    page.get_by_role("link", name="Evaluate").click()
+    page.get_by_role("link", name="Evaluate", exact=True).click()
     page.get_by_text("The most confident mistakes").wait_for(timeout=RUN_SECONDS * 1000)
     assert page.get_by_text("Answering with LiteRT").is_visible()
     libraries = mapped_libraries(server_pid)
     assert not [name for name in libraries if "tensorflow" in name], "the server loaded TensorFlow"
 
-    page.get_by_role("link", name="Train").click()
+    page.get_by_role("link", name="Train", exact=True).click()
     set_number(page, "Epochs", 20)
     page.get_by_role("button", name="Start training").click()
     page.wait_for_function(

@@ -260,12 +260,12 @@ async def start_long_run(page) -> None:
     await page.wait_for_function(
         f"() => Number(document.querySelector('{PROGRESS}')?.getAttribute('aria-valuenow')) > 0", timeout=WAIT_MS * 2
     )
-    await page.get_by_role("link", name="Draw").click()
+    await page.get_by_role("link", name="Draw", exact=True).click()
     await page.locator(CANVAS).wait_for()
 
 
 async def back_to_train(page) -> None:
-    await page.get_by_role("link", name="Train").click()
+    await page.get_by_role("link", name="Train", exact=True).click()
     await page.get_by_role("button", name="Start training").wait_for()
     await idle(page)
 
