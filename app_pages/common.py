@@ -66,6 +66,16 @@ def keep_settings() -> None:
             st.session_state[key] = value
 
 
+def count_full_run() -> None:
+    """Called once per full run of the app (app.py; a fragment's own reruns do not count)."""
+    st.session_state["full_runs"] = full_run_number() + 1
+
+
+def full_run_number() -> int:
+    """How many full runs this session has had: a part can tell whether it was on screen in the last one."""
+    return st.session_state.get("full_runs", 0)
+
+
 def visitor_id() -> str:
     """A random id for this browser session: who started a training run."""
     return st.session_state.setdefault("visitor_id", uuid.uuid4().hex[:12])

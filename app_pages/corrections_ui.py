@@ -20,7 +20,7 @@ import streamlit as st
 
 from app_pages.common import epochs_text, running_locally
 from digit.config import FinetuneConfig
-from digit.corrections import MAX_FILE_BYTES, Correction, CorrectionError, CorrectionSet
+from digit.corrections import Correction, CorrectionError, CorrectionSet
 from digit.evaluation import MAX_MNIST_DROP, FinetuneReport
 
 STATE_KEY = "corrections"
@@ -29,6 +29,7 @@ FILE_ENV = "DIGIT_CORRECTIONS_FILE"
 DEFAULT_FILE = Path.home() / ".digit" / "corrections.npz"
 MIN_TO_FINETUNE = 10
 PER_PAGE = 40
+UPLOAD_LIMIT_MB = 20  # the server's limit (server.maxUploadSize); a set of 2,000 corrections is well under it
 GRID_COLUMNS = 8
 LEARNING_RATES = (1e-4, 2e-4, 3e-4, 5e-4, 1e-3)
 
@@ -116,7 +117,7 @@ def render_feedback(prediction, image: np.ndarray | None, key: str = "feedback")
         return
     found = corrections().find(prediction.model_input)
     saved = None if found is None else corrections()[found].label
-    right, remove = st.columns([3, 2])
+    right, remove = st.columns([3, 2], vertical_alignment="center")
     right.button(
         f"Right, it is {prediction.digit}",
         key=f"{key}-right",
@@ -126,9 +127,21 @@ def render_feedback(prediction, image: np.ndarray | None, key: str = "feedback")
         disabled=saved == prediction.digit,
     )
     if saved is not None:
-        remove.button("Remove from my corrections", key=f"{key}-remove", on_click=_remove, args=(prediction,))
-    st.caption("Wrong? It was …")
-    with st.container(horizontal=True, gap="small", key=f"{key}-digits"):  # one row that wraps on a phone
+        remove.button(
+            "Remove",
+            key=f"{key}-remove",
+            icon=":material/undo:",
+            on_click=_remove,
+            args=(prediction,),
+            help="Remove this drawing from your corrections",
+        )
+    st.caption(
+        f"Saved to your corrections as **{saved}** ({len(corrections())} in all)."
+        if saved is not None
+        else "Wrong? It was …"
+    )
+    st.html(ONE_ROW_OF_TEN)
+    with st.container(horizontal=True, gap="small", key=f"{key}-digits"):
         for digit in range(10):
             st.button(
                 str(digit),
@@ -138,8 +151,14 @@ def render_feedback(prediction, image: np.ndarray | None, key: str = "feedback")
                 type="primary" if saved == digit else "secondary",
                 width="content",
             )
-    if saved is not None:
-        st.caption(f"Saved to your corrections as **{saved}** ({len(corrections())} in all).")
+
+
+# Ten buttons in one line, down to a phone's width: they share the row instead of wrapping.
+ONE_ROW_OF_TEN = """<style>
+[class*="st-key-feedback-digits"] {flex-wrap: nowrap; gap: 4px;}
+[class*="st-key-feedback-digits"] > div {flex: 1 1 0; min-width: 0;}
+[class*="st-key-feedback-digits"] button {width: 100%; min-width: 0; padding-left: 0; padding-right: 0;}
+</style>"""
 
 
 def _save(prediction, image: np.ndarray | None, label: int) -> None:
@@ -154,6 +173,7 @@ def _save(prediction, image: np.ndarray | None, label: int) -> None:
         _flash("error", str(error))
         return
     _changed()
+    _flash("toast", f"Saved to your corrections as {label} ({len(store)} in all).")
 
 
 def _remove(prediction) -> None:
@@ -161,6 +181,7 @@ def _remove(prediction) -> None:
     if index is not None:
         corrections().delete(index)
         _changed()
+        _flash("toast", "Removed from your corrections.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +231,9 @@ def _grid(store: CorrectionSet, key: str) -> None:
 
 
 def _caption(item: Correction) -> str:
-    return f"{item.label} (model said {item.predicted})" if item.was_wrong else str(item.label)
+    return (
+        f"{item.label} (said {item.predicted})" if item.was_wrong else str(item.label)
+    )  # short: one line under the picture
 
 
 def _delete(item: Correction) -> None:
@@ -247,7 +270,7 @@ def _upload(key: str) -> None:
         "Upload corrections (.npz)",
         type=["npz"],
         key=f"{key}-upload-{nonce}",
-        max_upload_size=MAX_FILE_BYTES // (1024 * 1024),
+        max_upload_size=UPLOAD_LIMIT_MB,
         help="A file downloaded from this page, on this or another computer.",
     )
     if file is None:
@@ -276,7 +299,7 @@ def _import(incoming: CorrectionSet, replace: bool, key: str) -> None:
     st.session_state[f"{key}-upload-nonce"] += 1
     _flash(
         "success",
-        f"Added {added} drawings"
+        f"Added {added} drawing{'' if added == 1 else 's'}"
         + (f" ({len(incoming) - added} were already here)." if added < len(incoming) else "."),
     )
 
@@ -385,5 +408,7 @@ def _flash(kind: str, text: str) -> None:
 
 def _show_flash() -> None:
     kind, text = st.session_state.pop("corrections-flash", (None, ""))
-    if kind:
+    if kind == "toast":
+        st.toast(text, icon=":material/check:")
+    elif kind:
         getattr(st, kind)(text)

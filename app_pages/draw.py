@@ -1,52 +1,44 @@
 """Draw: a digit drawn with mouse or finger (or an uploaded image), recognised after every stroke."""
 
+import cv2
 import numpy as np
 import streamlit as st
-from streamlit_drawable_canvas import st_canvas  # only here: it cannot be imported outside a running app
 
 from app_pages import corrections_ui
 from app_pages.common import enlarge, model_in_use
+from app_pages.parts import canvas
 from digit.images import read_image_bytes
 from digit.inference import Prediction, predict
 from digit.preprocessing import ImageError, preprocess_steps
 
-CANVAS_SIZE = 280
-UPLOAD_LIMIT_MB = 10  # the same as server.maxUploadSize in .streamlit/config.toml
+UPLOAD_LIMIT_MB = (
+    10  # the page's limit; server.maxUploadSize (.streamlit/config.toml) lets a bit more through, to say so
+)
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "webp"]
-
-
-def canvas_image(pen_width: int) -> np.ndarray | None:
-    """The canvas: white ink on black, like MNIST. Returns its RGBA pixels, None before the first stroke."""
-    result = st_canvas(
-        stroke_width=pen_width,
-        stroke_color="#FFFFFF",
-        background_color="#000000",
-        height=CANVAS_SIZE,
-        width=CANVAS_SIZE,
-        drawing_mode="freedraw",
-        return_image_data=True,
-        update_streamlit=True,
-        key="canvas",
-    )
-    return result.image_data
+FORMATS = "PNG, JPEG, BMP or WebP"
 
 
 def uploaded_image() -> np.ndarray | None:
-    """An uploaded image decoded in memory; st.error with the reason when it cannot be read."""
+    """An uploaded image decoded in memory, shown as it is; st.error with the reason when it cannot be used."""
     file = st.file_uploader(
         "Upload an image of one digit",
         type=UPLOAD_TYPES,
-        max_upload_size=UPLOAD_LIMIT_MB,
         key="upload",
-        help=f"PNG, JPEG, BMP or WebP, up to {UPLOAD_LIMIT_MB} MB. Dark on light or light on dark both work.",
+        help=f"{FORMATS}, up to {UPLOAD_LIMIT_MB} MB. Dark on light or light on dark both work.",
     )
     if file is None:
         return None
-    try:
-        return read_image_bytes(file.getvalue())
-    except ImageError as error:
-        st.error(f"Cannot read {file.name}: {error}")
+    if file.size > UPLOAD_LIMIT_MB * 1024 * 1024:
+        st.error(f"{file.name} is {file.size / 1e6:.1f} MB; the limit is {UPLOAD_LIMIT_MB} MB. Try a smaller picture.")
         return None
+    try:
+        image = read_image_bytes(file.getvalue())
+    except ImageError as error:
+        reason = f"it is not a {FORMATS} image" if "not an image file" in str(error) else str(error)
+        st.error(f"Cannot read {file.name}: {reason}.")
+        return None
+    st.image(enlarge(image, 240) if min(image.shape[:2]) < 120 else image, width=240, caption=file.name)
+    return image
 
 
 def predict_or_explain(predictor, image: np.ndarray | None) -> tuple[Prediction | None, str]:
@@ -137,14 +129,24 @@ def show_steps(image: np.ndarray) -> None:
     """Each preprocessing step, MNIST's recipe: ink only, crop, fit in 20×20, centre by mass in 28×28."""
     steps = preprocess_steps(image)
     shown = [
-        (steps.grayscale, "ink, background removed"),
-        (steps.cropped, "cropped to the ink"),
-        (steps.scaled, "longer side 20 px"),
-        (steps.result, "centred in 28×28"),
+        (steps.grayscale, "1. ink only"),
+        (steps.cropped, "2. cropped"),
+        (steps.scaled, "3. 20 px"),
+        (steps.result, "4. centred, 28×28"),
     ]
     for column, (picture, caption) in zip(st.columns(4), shown, strict=True):
         if picture is not None:
-            column.image(enlarge(picture, 112), caption=caption)
+            column.image(square(picture, 112), caption=caption)
+
+
+def square(picture: np.ndarray, size: int) -> np.ndarray:
+    """A picture enlarged into a size x size square (padded with black), so that a row of them lines up."""
+    enlarged = enlarge(picture, size)
+    height, width = enlarged.shape[:2]
+    top, left = (size - height) // 2, (size - width) // 2
+    return cv2.copyMakeBorder(
+        enlarged, top, size - height - top, left, size - width - left, cv2.BORDER_CONSTANT, value=0
+    )
 
 
 in_use = model_in_use()
@@ -157,12 +159,13 @@ left, right = st.columns([1, 1], gap="large")
 with left:
     source = st.radio("Input", ["Draw", "Upload"], horizontal=True, key="input_source", label_visibility="collapsed")
     if source == "Draw":
-        st.space("medium")  # room for the canvas toolbar, which floats above the drawing surface
-        image = canvas_image(st.session_state.setdefault("pen_width", 22))
+        st.space("medium")  # room for the canvas's own toolbar, which floats above the drawing surface on hover
+        image = canvas.drawing(st.session_state.setdefault("pen_width", 22))
         prediction, problem = predict_or_explain(in_use.predictor, image)
         answer_under_canvas(prediction)
         st.caption(
-            "Draw one digit, large and centred. The toolbar above the canvas has undo, redo and clear (the bin)."
+            "Draw one digit, large and centred. The small toolbar that appears above the canvas under a mouse "
+            "has undo and clear too; its send and edit buttons are not needed here."
         )
         st.slider("Pen width", min_value=8, max_value=40, key="pen_width")
         hint = "Draw a digit on the black square: the answer appears when you lift the pen."

@@ -1,9 +1,11 @@
-"""The command line: train, fine-tune, evaluate, predict and export.
+"""The command line: train, fine-tune, evaluate, predict, export and explain.
 
 python -m digit train --epochs 12 --out models/mine.keras --data ../shared/data/mnist.npz
 python -m digit evaluate --model models/mine.keras --json
 python -m digit predict drawing.png another.jpg --json
+python -m digit predict --number year.png         # a whole number, digits side by side: a JSON line per file
 python -m digit export models/mine.keras          # the LiteRT export the app serves with
+python -m digit explain drawing.png --out sheet.png   # the input, its saliency and every layer, in one picture
 
 `train`, `finetune` and `measure` with `--events -` write progress as JSON lines on stdout
 (digit/worker.py): the app runs them as child processes and follows them.
@@ -125,7 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("files", nargs="+", type=Path, metavar="FILE", help="PNG, JPEG, BMP, WebP or GIF images")
     predict.add_argument("--model", type=Path, help="a .keras or .tflite file (default: the shipped model)")
     predict.add_argument("--json", action="store_true", help="one JSON line per file")
+    predict.add_argument(
+        "--number",
+        action="store_true",
+        help='read a whole number in each image (digits side by side): one JSON line per file, {"file", "number", "digits"}',
+    )
     predict.set_defaults(handler=run_predict)
+
+    explain = commands.add_parser("explain", help="draw what each layer sees of an image and which strokes decided")
+    explain.add_argument("file", type=Path, metavar="FILE", help="a PNG, JPEG, BMP, WebP or GIF image")
+    explain.add_argument("--out", type=Path, default=Path("sheet.png"), help="the PNG to write (default: sheet.png)")
+    explain.add_argument("--model", type=Path, help="a .keras or .tflite file (default: the shipped model)")
+    explain.set_defaults(handler=run_explain)
     return parser
 
 
@@ -209,6 +222,11 @@ def run_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         f"exported {args.model.with_suffix('.tflite')} ({serving['bytes'] / 1e6:.1f} MB); "
         f"largest difference from Keras {serving['max_difference']:.1e} on {serving['checked_on']}"
     )
+    layers = serving.get("layers") or {}
+    if layers.get("engine") == "LiteRT":
+        print(f"exported {args.model.with_suffix('.layers.tflite')} (every layer's output, for explanations)")
+    else:
+        print(f"no layers export, so no layer views: {layers.get('reason')}", file=sys.stderr)
     return 0
 
 
@@ -260,6 +278,7 @@ def run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 def run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from digit.images import read_image_file
     from digit.inference import predict
+    from digit.number import read_number
     from digit.preprocessing import ImageError
     from digit.serving import ModelError, load_predictor
 
@@ -270,15 +289,48 @@ def run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     failures = 0
     for path in args.files:
         try:
-            p = predict(model, read_image_file(path))
+            image = read_image_file(path)
+            if args.number:
+                _report(True, _number_line(path, read_number(model, image)), "")
+                continue
+            p = predict(model, image)
         except ImageError as error:
             failures += 1
-            _report(args.json, {"file": str(path), "error": str(error)}, f"{path}: error: {error}")
+            _report(args.json or args.number, {"file": str(path), "error": str(error)}, f"{path}: error: {error}")
             continue
         line = {"file": str(path), "digit": p.digit, "probabilities": [round(float(v), 6) for v in p.probabilities]}
         text = f"{path}: blank (no digit)" if p.digit is None else f"{path}: {p.digit} ({p.confidence:.1%})"
         _report(args.json, line, text)
     return 1 if failures else 0
+
+
+def _number_line(path: Path, reading) -> dict:
+    """A number read from a file as the JSON line `predict --number` prints."""
+    digits = [{"digit": d.digit, "confidence": round(d.confidence, 4), "box": list(d.box)} for d in reading.digits]
+    return {"file": str(path), "number": reading.number, "digits": digits}
+
+
+def run_explain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from digit.explanation import explain, save_sheet
+    from digit.images import read_image_file
+    from digit.preprocessing import ImageError
+    from digit.serving import ModelError, load_predictor
+
+    try:
+        image = read_image_file(args.file)
+        explanation = explain(load_predictor(args.model), image)
+    except (ImageError, ModelError) as error:
+        return _fail(f"{args.file}: {error}")
+    p = explanation.prediction
+    if p.digit is None:
+        return _fail(f"{args.file}: blank (no digit to explain)")
+    try:
+        save_sheet(explanation, image, args.out, title=f"{args.file.name}: {p.digit} ({p.confidence:.1%} sure)")
+    except OSError as error:
+        return _fail(f"cannot write {args.out}: {error.strerror or error}")
+    layers = f"{len(explanation.layers) - 1} layers" if explanation.layers else explanation.note
+    print(f"{args.file}: {p.digit} ({p.confidence:.1%}); wrote {args.out} (the input, its saliency, {layers})")
+    return 0
 
 
 def _report(as_json: bool, line: dict, text: str) -> None:
@@ -302,4 +354,12 @@ def _fail(message: str) -> int:
 
 def argv_is_ours() -> bool:
     """True when sys.argv is this CLI's command line (not pytest's, say)."""
-    return len(sys.argv) > 1 and sys.argv[1] in ("train", "finetune", "measure", "evaluate", "predict", "export")
+    return len(sys.argv) > 1 and sys.argv[1] in (
+        "train",
+        "finetune",
+        "measure",
+        "evaluate",
+        "predict",
+        "export",
+        "explain",
+    )

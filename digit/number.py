@@ -54,17 +54,19 @@ JOIN_OVERLAP = 0.5  # a piece joins another when this much of its width lies ove
 HOLDER_WIDTH = 0.4  # ... and for two large pieces, when the wider one is this wide (the L of a 4 holds its stem)
 MINOR_OVERLAP = 0.25  # a small piece (flag, bar, dot-like end) joins the digit it overlaps this much
 MINOR_REACH = 0.15  # ... or, overlapping none, the nearest digit within this fraction of the height
+FLOATING = 0.8  # a large piece this much shorter than its neighbour, ending this much higher, is part of it
 NOT_A_DIGIT = 0.45  # a lone piece shorter than this fraction of the digits' height is a dot or a dash
 THIN_CUT = 1.6  # a column with at most this many pen widths of ink may be where two digits touch
 CUT_COST = math.log(0.5)  # a cut must make the reading this much more likely than no cut
 MIN_PART_HEIGHT = 0.55  # each side of a cut keeps at least this fraction of the piece's height
-MAYBE_SEVERAL = 0.7  # a group this many digit heights wide may hold two digits, touching
+MAYBE_SEVERAL = 0.7  # a group this many digit heights wide may hold two digits, touching ...
+SEVERAL_CUT = math.inf  # ... with a cut through at most this many pen widths of ink
 CUT_SPACING = 0.12  # candidate cuts at least this fraction of the height apart
 MAX_CUTS = 10  # candidate cuts looked at per group
-DIGIT_WIDTH = 0.75  # digits are at most about this many heights wide, a 1 ONE_WIDTH, others at least NARROWEST ...
+DIGIT_WIDTH = 0.7  # digits are at most about this many heights wide, a 1 ONE_WIDTH, others at least NARROWEST ...
 ONE_WIDTH = 0.55
 NARROWEST = 0.3
-WIDTH_COST = 2.0  # ... and each tenth of a height wider makes one this much less likely (log per height)
+WIDTH_COST = 2.0  # ... and a part's log-likelihood falls by this much per height of unusual width
 PAD = 2  # pixels of background around each digit handed to preprocessing
 
 
@@ -256,10 +258,16 @@ def _overlap(a: _Piece, b: _Piece) -> int:
 
 
 def _holds(group: _Piece, piece: _Piece, height: float) -> bool:
-    """Two large pieces are one digit when one lies mostly over the other and the wider is digit-wide."""
+    """Two large pieces are one digit when one lies mostly over the other and the wider is digit-wide,
+    or when the shorter ends high beside the other, as the first stroke of a 4 beside its stem."""
+    overlap = _overlap(group, piece)
+    if overlap >= JOIN_OVERLAP * min(group.w, piece.w) and max(group.w, piece.w) >= HOLDER_WIDTH * height:
+        return True
+    short, tall = sorted((group, piece), key=lambda p: p.h)
     return (
-        _overlap(group, piece) >= JOIN_OVERLAP * min(group.w, piece.w)
-        and max(group.w, piece.w) >= HOLDER_WIDTH * height
+        -overlap <= MINOR_REACH * height
+        and short.h <= FLOATING * tall.h
+        and short.bottom <= tall.bottom - (1 - FLOATING) * tall.h
     )
 
 
@@ -288,7 +296,7 @@ def _is_digit_sized(group_ink: np.ndarray, piece: _Piece, height: float, short_s
     if extent < MIN_EXTENT * short_side or piece.h < NOT_A_DIGIT * height:
         return False
     fill = float((group_ink >= INK_THRESHOLD).mean())
-    return not (extent < DOT_EXTENT * short_side and fill > DOT_FILL and extent < 0.6 * height)
+    return not (extent < DOT_EXTENT * short_side and fill > DOT_FILL)
 
 
 def _cut(group_ink: np.ndarray, piece: _Piece, height: float) -> Group:
@@ -339,8 +347,8 @@ def _candidate_cuts(mask: np.ndarray, height: float) -> list[int]:
     counts = np.convolve(mask.sum(axis=0).astype(np.float32), np.ones(3, np.float32) / 3, mode="same")
     inner = np.arange(margin, width - margin)
     valleys = inner[(counts[inner] <= counts[inner - 1]) & (counts[inner] <= counts[inner + 1])]
-    if width < MAYBE_SEVERAL * height:
-        valleys = valleys[counts[valleys] <= THIN_CUT * max(1.0, stroke_width(mask.astype(np.float32)))]
+    thickest = THIN_CUT if width < MAYBE_SEVERAL * height else SEVERAL_CUT
+    valleys = valleys[counts[valleys] <= thickest * max(1.0, stroke_width(mask.astype(np.float32)))]
     spacing = max(2, round(CUT_SPACING * height))
     cuts: list[int] = []
     for column in valleys[np.argsort(counts[valleys], kind="stable")]:

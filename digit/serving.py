@@ -12,7 +12,7 @@ on first use, made in a child process (`python -m digit export FILE`) so that Te
 of this one. Where the export fails, or `ai-edge-litert` is not installed, the model is served
 through Keras in this process, and `predictor.note` says why.
 
-A second export, `.layers.tflite`, gives every layer's output for one image (digit/explain.py
+A second export, `.layers.tflite`, gives every layer's output for one image (digit/explanation.py
 shows them); it is made and checked with the first, loaded only when an explanation is asked for,
 and made in a child process on first use for a model saved before it existed.
 """

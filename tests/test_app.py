@@ -63,11 +63,17 @@ def app(page: str | None = None, **secrets) -> AppTest:
 
 
 def canvas_value(rgba: np.ndarray) -> dict:
-    """What streamlit-drawable-canvas 0.13 puts in session state after a stroke."""
+    """What streamlit-drawable-canvas 0.13 puts in session state after a stroke (its paths stand in as a hash)."""
     buffer = io.BytesIO()
     Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
     url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-    return {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": url}, "backgroundFit": None}
+    path = {"type": "path", "drawn": hash(rgba.tobytes())}
+    return {"drawing": {"raw": {"objects": [path] if rgba[..., :3].any() else []}, "data": url}, "backgroundFit": None}
+
+
+def canvas_key(at: AppTest, name: str = "canvas") -> str:
+    """The key the canvas has now: the page mounts it anew (a new key) after Undo, Clear or a return to the page."""
+    return f"{name}-{at.session_state[f'{name}-state']['mount']}"
 
 
 def as_canvas(digit28: np.ndarray) -> np.ndarray:
@@ -77,7 +83,7 @@ def as_canvas(digit28: np.ndarray) -> np.ndarray:
 
 
 def draw(at: AppTest, rgba: np.ndarray) -> AppTest:
-    at.session_state["canvas"] = canvas_value(rgba)
+    at.session_state[canvas_key(at)] = canvas_value(rgba)
     at.run()
     assert not at.exception, at.exception
     return at
@@ -103,7 +109,8 @@ def png(image: np.ndarray) -> bytes:
 def test_draw_page_has_its_widgets_and_a_blank_canvas_shows_a_dash(env):
     at = app()
     assert [t.value for t in at.title] == ["Draw a digit"]
-    assert at.get("bidi_component")[0].key == "canvas"
+    assert at.get("bidi_component")[0].key == canvas_key(at)
+    assert at.button(key="canvas-undo").disabled and at.button(key="canvas-clear").disabled, "nothing to undo yet"
     assert at.slider(key="pen_width").value == 22
     assert at.radio(key="input_source").options == ["Draw", "Upload"]
     assert metric(at, "Prediction") == "–"
@@ -250,10 +257,19 @@ def test_a_bad_upload_gets_a_clear_message_and_the_next_one_works(env, small_mni
     at.file_uploader(key="upload").set_value(("notes.png", b'{"not": "an image"}', "image/png")).run()
     assert not at.exception
     [error] = at.error
-    assert error.value.startswith("Cannot read notes.png: not an image file")
+    assert error.value == "Cannot read notes.png: it is not a PNG, JPEG, BMP or WebP image."
+    assert "GIF" not in error.value, "the uploader refuses GIFs: the message does not offer them"
     assert metric(at, "Prediction") == "–"
     at.file_uploader(key="upload").set_value(("seven.png", png(small_mnist.x_test[0]), "image/png")).run()
     assert not at.error and metric(at, "Prediction") != "–"
+    assert "seven.png" in [str(i.proto.imgs[0].caption) for i in at.get("image")], "the uploaded picture is shown"
+    huge = png(np.random.default_rng(0).integers(0, 255, (2600, 2600), dtype=np.uint8))  # ~6.8 MB of noise
+    at.file_uploader(key="upload").set_value(
+        ("huge.png", huge + b"\0" * (11 * 1024 * 1024 - len(huge)), "image/png")
+    ).run()
+    [error] = at.error
+    assert error.value.startswith("huge.png is 11.5 MB; the limit is 10 MB")
+    assert metric(at, "Prediction") == "–", "the previous file's answer is gone"
 
 
 def test_a_broken_served_model_falls_back_to_the_shipped_one(env, untrained_path):

@@ -289,3 +289,28 @@ def test_the_server_serves_every_page_without_tensorflow_and_trains_in_a_child(p
         time.sleep(0.1)
     assert child_pids(server_pid) == [], "the training process is gone"
     assert not [name for name in mapped_libraries(server_pid) if "tensorflow" in name]
+
+
+def test_the_pages_own_undo_and_clear_and_the_drawing_is_kept_for_the_session(page, shipped_server):
+    open_app(page, shipped_server)
+    undo, clear = page.locator(".st-key-canvas-undo button"), page.locator(".st-key-canvas-clear button")
+    expect(undo).to_be_visible()  # always there, not only under a hovering mouse
+    expect(clear).to_be_disabled()
+    assert draw(page, ONE) == "1"
+    assert draw(page, SEVEN_BAR) == "7"
+    undo.click()
+    assert wait_for_prediction(page, "1") == "1", "Undo takes back the bar"
+    page.get_by_text("Upload", exact=True).click()
+    settle(page)
+    page.locator('[data-testid="stRadio"]').get_by_text("Draw", exact=True).click()
+    settle(page)
+    assert wait_for_prediction(page, "1") == "1", "back from Upload, the drawing is still there"
+    page.get_by_role("link", name="Evaluate", exact=True).click()
+    settle(page, timeout=RUN_SECONDS * 1000)
+    page.get_by_role("link", name="Draw", exact=True).click()
+    page.locator(CANVAS).wait_for()
+    assert wait_for_prediction(page, "1") == "1", "and back from another page"
+    assert draw(page, SEVEN_BAR) == "7", "the kept drawing goes on taking strokes"
+    clear.click()
+    assert wait_for_prediction(page, "–") == "–"
+    assert draw(page, ZERO) == "0"
