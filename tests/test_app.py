@@ -351,7 +351,7 @@ def test_on_a_public_server_without_a_password_use_is_for_your_session_only(env,
     monkeypatch.delenv("DIGIT_LOCAL", raising=False)
     at = app(TRAIN)
     name = short_run(at).model_name
-    assert any(f"(by you) finished" in s.value for s in at.success)
+    assert any("(by you) finished" in s.value for s in at.success)
     at.button(key="use_new_model").click().run()
     assert Registry().served().shipped, "one visitor's click changes nothing for the others"
     assert "(your session only)" in sidebar_text(at) and name in sidebar_text(at)
