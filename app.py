@@ -40,7 +40,8 @@ with st.sidebar, st.container(key="model_info"):
         st.caption(in_use.engine_text)
         if in_use.warning:
             st.warning(in_use.warning)
-runs.render_sidebar_panel(on_train_page=page.url_path == train_page.url_path)
+if page.url_path != train_page.url_path:  # the Train page shows the run in full, Start and Stop in its sidebar
+    runs.render_sidebar_panel()
 st.sidebar.divider()
 
 page.run()

@@ -173,7 +173,7 @@ def _save(prediction, image: np.ndarray | None, label: int) -> None:
         _flash("error", str(error))
         return
     _changed()
-    _flash("toast", f"Saved to your corrections as {label} ({len(store)} in all).")
+    _flash("toast", f"Saved: a {label}, {len(store)} in your corrections now.")
 
 
 def _remove(prediction) -> None:

@@ -16,6 +16,7 @@ import streamlit as st
 
 from app_pages.common import mnist, mnist_source
 from digit.explanation import (
+    PICTURE_WIDTH,
     Explanation,
     drawing_saliency,
     every_view,
@@ -65,16 +66,24 @@ def show_saliency(e: Explanation, image: np.ndarray | None) -> None:
     """Which regions raised or lowered the answer: over the 28x28 input, against the runner-up, over the drawing."""
     p = e.prediction
     st.markdown("**Which strokes decided the answer**")
-    answer, versus, drawing = st.columns(3)
-    answer.image(png_bytes(heat_picture(e.saliency, p.model_input, HEAT_SIZE)), caption=f"What makes it a {p.digit}")
-    versus.image(
-        png_bytes(heat_picture(e.versus(p.runner_up), p.model_input, HEAT_SIZE)),
-        caption=f"A {p.digit} rather than a {p.runner_up}" + (" (not sure)" if p.unsure else ""),
-    )
-    mapped = drawing_saliency(e.saliency, p.model_input, image) if image is not None else None
-    if mapped is not None:
-        drawing.image(png_bytes(heat_picture(mapped[1], mapped[0], HEAT_SIZE)), caption="The same, on your drawing")
+    with pictures_row():
+        heat(e.saliency, p.model_input, f"What makes it a {p.digit}")
+        heat(
+            e.versus(p.runner_up), p.model_input, f"A {p.digit} rather than a {p.runner_up}" + " (not sure)" * p.unsure
+        )
+        mapped = drawing_saliency(e.saliency, p.model_input, image) if image is not None else None
+        if mapped is not None:
+            heat(mapped[1], mapped[0], "The same, on your drawing")
     st.caption(SALIENCY_HELP + f" Here: {e.occluded} hidden patches.")
+
+
+def heat(saliency: np.ndarray, base: np.ndarray, text: str) -> None:
+    st.image(png_bytes(heat_picture(saliency, base, HEAT_SIZE)), caption=text, width=HEAT_SIZE)
+
+
+def pictures_row():
+    """Pictures side by side, as many as the screen's width holds (two heat maps a row on a phone)."""
+    return st.container(horizontal=True, gap="small")
 
 
 def show_layers(e: Explanation, every_layer_key: str = "inside_every_layer") -> None:
@@ -85,10 +94,10 @@ def show_layers(e: Explanation, every_layer_key: str = "inside_every_layer") -> 
         return
     st.caption(MAPS_HELP)
     views = stage_views(e)
-    maps = [view for view in views if view.values.ndim == 3]
-    for start in range(0, len(maps), 2):
-        for column, view in zip(st.columns(2), maps[start : start + 2], strict=False):
-            column.image(png_bytes(view_picture(view, e)), caption=caption(view))
+    with pictures_row():
+        for view in views:
+            if view.values.ndim == 3:
+                st.image(png_bytes(view_picture(view, e)), caption=caption(view))
     for view in views:
         if view.values.ndim == 1:
             st.image(png_bytes(view_picture(view, e)), caption=caption(view))
@@ -98,13 +107,14 @@ def show_layers(e: Explanation, every_layer_key: str = "inside_every_layer") -> 
 
 def show_every_layer(e: Explanation) -> None:
     previous = None
-    for view in every_view(e)[1:]:
-        note = note_for(view, previous)
-        if note:
-            st.caption(note)
-            continue
-        st.image(png_bytes(view_picture(view, e)), caption=caption(view))
-        previous = view
+    with pictures_row():
+        for view in every_view(e)[1:]:
+            note = note_for(view, previous)
+            if note:
+                st.caption(note, width=PICTURE_WIDTH)
+                continue
+            st.image(png_bytes(view_picture(view, e)), caption=caption(view))
+            previous = view
 
 
 def caption(view) -> str:

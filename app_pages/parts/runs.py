@@ -1,7 +1,7 @@
 """The server's training run as every page shows it: the sidebar panel, and the actions and words it shares
 with the Train page (Stop, Use this model, progress text, who started it).
 
-    runs.render_sidebar_panel(on_train_page=False)   # in app.py, for every page
+    runs.render_sidebar_panel()    # in app.py, for every page but Train (which shows the run in full)
 
 While a run goes on, the panel is a fragment that redraws itself every second (not the page);
 with no run it is one link and costs nothing.
@@ -120,20 +120,20 @@ def use_button(snapshot: jobs.Snapshot, key: str) -> None:
     )
 
 
-def render_sidebar_panel(on_train_page: bool = False) -> None:
+def render_sidebar_panel() -> None:
     """The server's run in the sidebar: live while it goes on, its result once it has ended."""
     snapshot = training_runner().snapshot()
     with st.sidebar:
         if snapshot.active:
-            _live_panel(on_train_page)
+            _live_panel()
         elif snapshot.state != jobs.IDLE:
-            _ended_panel(snapshot, on_train_page)
-        elif not on_train_page:
+            _ended_panel(snapshot)
+        else:
             st.page_link("app_pages/train.py", label="Retrain…", icon=":material/model_training:")
 
 
 @st.fragment(run_every=1.0)
-def _live_panel(on_train_page: bool) -> None:
+def _live_panel() -> None:
     snapshot = training_runner().snapshot()
     if not snapshot.active:
         st.rerun()  # the whole page: it may show the result now
@@ -145,20 +145,18 @@ def _live_panel(on_train_page: bool) -> None:
             latest = snapshot.batches[-1]
             st.html(sparkline([b["loss"] for b in snapshot.batches if "loss" in b]))
             st.caption(f"loss {latest.get('loss', 0):.3f} · accuracy {latest.get('accuracy', 0):.1%}")
-        if not on_train_page and may_act_on(snapshot):
+        if may_act_on(snapshot):
             st.button("Stop", key="panel_stop", on_click=stop_run, icon=":material/stop:")
 
 
-def _ended_panel(snapshot: jobs.Snapshot, on_train_page: bool) -> None:
+def _ended_panel(snapshot: jobs.Snapshot) -> None:
     with st.container(key="run_panel", border=True):
         show_notice()
         st.caption(outcome_text(snapshot))
         if snapshot.state == jobs.COMPLETED and snapshot.kind != jobs.MEASURE:
             st.markdown(f"Test accuracy **{percent(snapshot.test_accuracy)}**")
-            if not on_train_page:
-                use_button(snapshot, key="panel_use")
-        if not on_train_page:
-            st.page_link("app_pages/train.py", label="Retrain…", icon=":material/model_training:")
+            use_button(snapshot, key="panel_use")
+        st.page_link("app_pages/train.py", label="Retrain…", icon=":material/model_training:")
 
 
 def sparkline(values: list[float], width: int = 220, height: int = 36) -> str:

@@ -264,7 +264,7 @@ def test_the_server_serves_every_page_without_tensorflow_and_trains_in_a_child(p
     page.get_by_role("button", name="Right, it is 7").click()
     settle(page)
     for name in ("Train", "Evaluate", "My corrections", "Draw"):
-        page.get_by_role("link", name=name).click()
+        page.get_by_role("link", name=name, exact=True).click()
         settle(page, timeout=RUN_SECONDS * 1000)
     page.get_by_role("link", name="Evaluate", exact=True).click()
     page.get_by_text("The most confident mistakes").wait_for(timeout=RUN_SECONDS * 1000)
@@ -314,3 +314,29 @@ def test_the_pages_own_undo_and_clear_and_the_drawing_is_kept_for_the_session(pa
     clear.click()
     assert wait_for_prediction(page, "–") == "–"
     assert draw(page, ZERO) == "0"
+
+
+def test_a_run_started_from_the_sidebar_follows_the_visitor_to_draw_and_stops_there(page, shipped_server, registry_dir):
+    registry = Registry(registry_dir)
+    saved_before = len(registry.entries())
+    open_app(page, shipped_server, "train")
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    set_number(page, "Epochs", 20)
+    sidebar.get_by_role("button", name="Start training").click()  # Start sits under the settings
+    page.get_by_role("link", name="Draw", exact=True).click()
+    page.locator(CANVAS).wait_for()
+    bar = sidebar.locator(f".st-key-run_panel {PROGRESS}")
+    page.wait_for_function(
+        f"() => Number(document.querySelector('.st-key-run_panel {PROGRESS}')?.getAttribute('aria-valuenow')) > 0",
+        timeout=RUN_SECONDS * 1000,
+    )
+    first = float(bar.get_attribute("aria-valuenow"))
+    expect(sidebar.locator(".st-key-run_panel")).to_contain_text("started by you")
+    page.wait_for_function(
+        f"() => Number(document.querySelector('.st-key-run_panel {PROGRESS}')?.getAttribute('aria-valuenow')) > {first}",
+        timeout=60_000,
+    )  # it moves by itself, without a rerun of the page
+    assert draw(page, SEVEN) == "7", "drawing is read while the run goes on"
+    sidebar.locator(".st-key-panel_stop button").click()
+    expect(sidebar.locator(".st-key-run_panel")).to_contain_text("nothing was saved", timeout=10_000)
+    assert len(registry.entries()) == saved_before

@@ -111,7 +111,7 @@ def correct_a_drawing(page) -> str:
     settle(page)
     page.get_by_text(re.compile(rf"Saved to your corrections as {label} \(1 in all\)")).wait_for()
     assert page.locator(f".st-key-feedback-{label} button").get_attribute("data-testid") == "stBaseButton-primary"
-    return f"{label} (model said {said})"
+    return f"{label} (said {said})"
 
 
 def upload_corrections(page, data: bytes) -> None:
