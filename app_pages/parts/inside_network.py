@@ -78,7 +78,12 @@ def show_saliency(e: Explanation, image: np.ndarray | None) -> None:
 
 
 def heat(saliency: np.ndarray, base: np.ndarray, text: str) -> None:
-    st.image(png_bytes(heat_picture(saliency, base, HEAT_SIZE)), caption=text, width=HEAT_SIZE)
+    picture(heat_picture(saliency, base, HEAT_SIZE), text)
+
+
+def picture(image: np.ndarray, text: str) -> None:
+    """One picture at its own width (its caption wraps to it), sent as a fast-compressed PNG."""
+    st.image(png_bytes(image), caption=text, width=image.shape[1])
 
 
 def pictures_row():
@@ -97,10 +102,10 @@ def show_layers(e: Explanation, every_layer_key: str = "inside_every_layer") -> 
     with pictures_row():
         for view in views:
             if view.values.ndim == 3:
-                st.image(png_bytes(view_picture(view, e)), caption=caption(view))
+                picture(view_picture(view, e), caption(view))
     for view in views:
         if view.values.ndim == 1:
-            st.image(png_bytes(view_picture(view, e)), caption=caption(view))
+            picture(view_picture(view, e), caption(view))
     if st.toggle("Every layer", key=every_layer_key, help="Batch norm, pooling, dropout and flatten too, in order."):
         show_every_layer(e)
 
@@ -113,7 +118,7 @@ def show_every_layer(e: Explanation) -> None:
             if note:
                 st.caption(note, width=PICTURE_WIDTH)
                 continue
-            st.image(png_bytes(view_picture(view, e)), caption=caption(view))
+            picture(view_picture(view, e), caption(view))
             previous = view
 
 
@@ -159,11 +164,9 @@ def render_training_views(predictor_after, predictor_before=None) -> None:
             e = explain_prepared(predictor, digits[chosen])
             p = e.prediction
             st.markdown(f"{label.split(' ')[0]}: **{p.digit}** ({p.confidence:.0%} sure)")
-            st.image(
-                png_bytes(heat_picture(e.saliency, p.model_input, HEAT_SIZE)), caption=f"What makes it a {p.digit}"
-            )
+            heat(e.saliency, p.model_input, f"What makes it a {p.digit}")
             for view in stage_views(e):
-                st.image(png_bytes(view_picture(view, e)), caption=caption(view))
+                picture(view_picture(view, e), caption(view))
 
 
 def test_digits() -> dict[int, np.ndarray]:
