@@ -82,8 +82,11 @@ def heat(saliency: np.ndarray, base: np.ndarray, text: str) -> None:
 
 
 def picture(image: np.ndarray, text: str) -> None:
-    """One picture at its own width (its caption wraps to it), sent as a fast-compressed PNG."""
-    st.image(png_bytes(image), caption=text, width=image.shape[1])
+    """One picture at its own width (its caption wraps to it), sent as a fast-compressed PNG.
+
+    output_format="PNG" keeps Streamlit from re-encoding it: "auto" turns an RGB PNG into a JPEG.
+    """
+    st.image(png_bytes(image), caption=text, width=image.shape[1], output_format="PNG")
 
 
 def pictures_row():
@@ -148,10 +151,11 @@ def render_training_views(predictor_after, predictor_before=None) -> None:
         if kernels is None:
             column.caption("Its first layer's kernels cannot be shown.")
             continue
-        column.image(
-            png_bytes(kernels_picture(kernels)),
-            caption=f"The first layer's {kernels.shape[-1]} kernels (3×3): red weighs ink up, blue down",
-        )
+        with column:
+            picture(
+                kernels_picture(kernels),
+                f"The first layer's {kernels.shape[-1]} kernels (3×3): red weighs ink up, blue down",
+            )
     digits = test_digits()
     if not digits:
         st.caption("MNIST is not at hand here, so no test digits can be shown.")
