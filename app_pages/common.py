@@ -196,10 +196,10 @@ def mnist_source() -> str:
 
 @st.cache_resource(max_entries=2, show_spinner="Loading MNIST…")
 def mnist(source: str):
-    """MNIST from `source`, loaded once per server (read-only: never mutate it). DataError when unreachable."""
+    """MNIST's test set from `source`, loaded once per server (read-only: never mutate it). DataError when unreachable."""
     from digit.data import load_mnist
 
-    return load_mnist(source or None)
+    return load_mnist(source or None, test_only=True)  # the server scores; the training process loads its own
 
 
 MNIST_HELP = (

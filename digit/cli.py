@@ -108,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--control-stdin", action="store_true", help=argparse.SUPPRESS)
     measure.set_defaults(handler=run_measure)
 
+    publish = commands.add_parser("publish", help="(the app's) export a staged model and add it to a registry")
+    publish.add_argument("staged", type=Path, metavar="STAGED", help="a .keras file with its card beside it")
+    publish.add_argument("--registry", type=Path, required=True, help="the registry folder to add it to")
+    publish.add_argument("--data", type=Path, help="an mnist.npz to check the export on")
+    publish.add_argument("--events", help="write progress as JSON lines to this file ('-': stdout)")
+    publish.add_argument("--control-stdin", action="store_true", help=argparse.SUPPRESS)
+    publish.set_defaults(handler=run_publish, nice=0)
+
     export = commands.add_parser("export", help="export a .keras model for serving (LiteRT), checked against Keras")
     export.add_argument("model", type=Path, metavar="MODEL", help="a .keras file; the export is written beside it")
     export.add_argument(
@@ -202,6 +210,12 @@ def run_measure(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
     job = worker.MeasureJob(config, args.base, args.tuned, args.corrections, args.data, args.folds)
     return worker.run(job, _session(args))
+
+
+def run_publish(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from digit import worker
+
+    return worker.run(worker.PublishJob(args.staged, args.registry, args.data), _session(args))
 
 
 def run_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -186,6 +186,16 @@ def prepare_save(
     return PendingSave(path, tmp)
 
 
+def save_keras_only(model: keras.Model, path: str | Path) -> Path:
+    """The `.keras` file alone (no export, no card), atomically: for a model that another process will publish."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lean = type(model).from_config(model.get_config())
+    lean.set_weights(model.get_weights())
+    _atomic_write(path, lambda target: lean.save(target))
+    return path
+
+
 def export_saved(path: str | Path, check_images: np.ndarray | None = None) -> dict:
     """Make (again) the serving export of a saved `.keras` file, leaving the file itself as it is; the new record."""
     path = Path(path)

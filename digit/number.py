@@ -56,17 +56,20 @@ MINOR_OVERLAP = 0.25  # a small piece (flag, bar, dot-like end) joins the digit 
 MINOR_REACH = 0.15  # ... or, overlapping none, the nearest digit within this fraction of the height
 FLOATING = 0.8  # a large piece this much shorter than its neighbour, ending this much higher, is part of it
 NOT_A_DIGIT = 0.45  # a lone piece shorter than this fraction of the digits' height is a dot or a dash
-THIN_CUT = 1.6  # a column with at most this many pen widths of ink may be where two digits touch
+THIN_CUT = 2.5  # a cut through at most this many pen widths of ink ...
+MAX_STROKES_CUT = 1  # ... and this many strokes may be where two digits touch
 CUT_COST = math.log(0.5)  # a cut must make the reading this much more likely than no cut
 MIN_PART_HEIGHT = 0.55  # each side of a cut keeps at least this fraction of the piece's height
-MAYBE_SEVERAL = 0.7  # a group this many digit heights wide may hold two digits, touching ...
-SEVERAL_CUT = math.inf  # ... with a cut through at most this many pen widths of ink
 CUT_SPACING = 0.12  # candidate cuts at least this fraction of the height apart
 MAX_CUTS = 10  # candidate cuts looked at per group
-DIGIT_WIDTH = 0.7  # digits are at most about this many heights wide, a 1 ONE_WIDTH, others at least NARROWEST ...
+CUT_REACH = 0.15  # a cut may lean or bend this fraction of the height either side of where it starts
+PATH_STEP = 0.05  # a cut's cost per pixel of background (ink costs its intensity more) ...
+PATH_TURN = 0.1  # ... per diagonal step (straight cuts are preferred) ...
+PATH_ENTRY = 2.0  # ... and this many pen widths' worth of ink for entering a stroke
+DIGIT_WIDTH = 0.8  # digits are at most about this many heights wide, a 1 ONE_WIDTH, others at least NARROWEST ...
 ONE_WIDTH = 0.55
 NARROWEST = 0.3
-WIDTH_COST = 2.0  # ... and a part's log-likelihood falls by this much per height of unusual width
+WIDTH_COST = 4.0  # ... and a part's log-likelihood falls by this much per height of unusual width
 PAD = 2  # pixels of background around each digit handed to preprocessing
 
 
@@ -301,62 +304,90 @@ def _is_digit_sized(group_ink: np.ndarray, piece: _Piece, height: float, short_s
 
 def _cut(group_ink: np.ndarray, piece: _Piece, height: float) -> Group:
     """The group as one part, or, where it may hold several digits, every part between two candidate cuts."""
-    origin_x, origin_y = max(0, piece.x - 1), max(0, piece.y - 1)
-    mask = group_ink >= INK_THRESHOLD
-    cuts = _candidate_cuts(mask, height)
-    columns = [0, *cuts, mask.shape[1]]
+    origin = (max(0, piece.x - 1), max(0, piece.y - 1))
+    rows, width = group_ink.shape
+    ends = (np.zeros(rows, np.int64), np.full(rows, width, np.int64))
+    paths = [ends[0], *_candidate_cuts(group_ink, height), ends[1]]
+    columns = np.arange(width)
     parts = []
-    for start in range(len(columns) - 1):
-        for end in range(start + 1, len(columns)):
-            part = _part(group_ink, columns[start], columns[end], (origin_x, origin_y))
-            if part is None or (end - start < len(columns) - 1 and part.box[3] < MIN_PART_HEIGHT * piece.h):
+    for start in range(len(paths) - 1):
+        for end in range(start + 1, len(paths)):
+            between = (columns >= paths[start][:, None]) & (columns < paths[end][:, None])
+            part = _part(np.where(between, group_ink, 0.0), origin)
+            if part is None or (end - start < len(paths) - 1 and part.box[3] < MIN_PART_HEIGHT * piece.h):
                 continue
             parts.append(Part(part.ink, part.box, start, end, part.box[2] / height))
-    return Group(tuple(parts), len(columns))
+    return Group(tuple(parts), len(paths))
 
 
-def _part(group_ink: np.ndarray, left: int, right: int, origin: tuple[int, int]) -> Part | None:
-    """The ink between two columns of a group, cropped to it; None where there is none."""
-    window = group_ink[:, left:right]
-    on = window >= INK_THRESHOLD
+def _part(ink: np.ndarray, origin: tuple[int, int]) -> Part | None:
+    """The ink of a part of a group, cropped to it; None where there is none."""
+    on = ink >= INK_THRESHOLD
     rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
     if rows.size == 0:
         return None
-    top, bottom = max(0, rows[0] - 1), rows[-1] + 2
-    first, last = max(0, cols[0] - 1), cols[-1] + 2
-    crop = np.pad(window[top:bottom, first:last], PAD)
-    box = (
-        origin[0] + left + int(cols[0]),
-        origin[1] + int(rows[0]),
-        int(cols[-1] - cols[0] + 1),
-        int(rows[-1] - rows[0] + 1),
-    )
+    top, left = max(0, rows[0] - 1), max(0, cols[0] - 1)
+    crop = np.pad(ink[top : rows[-1] + 2, left : cols[-1] + 2], PAD)
+    box = (origin[0] + int(cols[0]), origin[1] + int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
     return Part(crop, box)
 
 
-def _candidate_cuts(mask: np.ndarray, height: float) -> list[int]:
-    """Columns where two digits may meet: the valleys of the ink's column counts.
+def _candidate_cuts(ink: np.ndarray, height: float) -> list[np.ndarray]:
+    """Where two digits may meet: top-to-bottom paths through the least ink (each an array of columns, one per row).
 
-    In a group narrower than MAYBE_SEVERAL digit heights only thin valleys count (at most THIN_CUT
-    pen widths of ink: 11 touching); in a wider one every valley, the thinnest first.
+    A path may lean and bend (digits overlap in x, a 1 leans into its neighbour); where two digits
+    touch it crosses little ink, in one place (a cut through a 0 crosses two strokes).
     """
+    mask = ink >= INK_THRESHOLD
     width = mask.shape[1]
     margin = max(2, round(0.08 * height))
     if width < max(2 * margin + 1, 0.35 * height):
         return []
-    counts = np.convolve(mask.sum(axis=0).astype(np.float32), np.ones(3, np.float32) / 3, mode="same")
-    inner = np.arange(margin, width - margin)
-    valleys = inner[(counts[inner] <= counts[inner - 1]) & (counts[inner] <= counts[inner + 1])]
-    thickest = THIN_CUT if width < MAYBE_SEVERAL * height else SEVERAL_CUT
-    valleys = valleys[counts[valleys] <= thickest * max(1.0, stroke_width(mask.astype(np.float32)))]
     spacing = max(2, round(CUT_SPACING * height))
-    cuts: list[int] = []
-    for column in valleys[np.argsort(counts[valleys], kind="stable")]:
-        if len(cuts) >= MAX_CUTS:
-            break
-        if all(abs(column - c) >= spacing for c in cuts):
-            cuts.append(int(column))
-    return sorted(cuts)
+    pen = max(1.0, stroke_width(mask.astype(np.float32)))
+    starts = np.arange(margin, width - margin, max(1, spacing // 2))
+    paths = _cheapest_paths(ink, starts, round(CUT_REACH * height), PATH_ENTRY * pen)
+    on = mask[np.arange(mask.shape[0]), paths]  # (paths, rows): where each path crosses ink
+    strokes = on[:, 0] + (on[:, 1:] & ~on[:, :-1]).sum(axis=1)
+    inside = (paths.min(axis=1) >= margin) & (paths.max(axis=1) < width - margin)
+    thin = (on.sum(axis=1) <= THIN_CUT * pen) & (strokes <= MAX_STROKES_CUT) & inside
+    chosen: list[np.ndarray] = []
+    for index in np.flatnonzero(thin)[np.argsort(on[thin].sum(axis=1), kind="stable")]:
+        if len(chosen) < MAX_CUTS and all(np.abs(paths[index] - c).mean() >= spacing for c in chosen):
+            chosen.append(paths[index])
+    return sorted(chosen, key=lambda c: c.mean())
+
+
+def _cheapest_paths(ink: np.ndarray, columns: np.ndarray, reach: int, entry: float) -> np.ndarray:
+    """(len(columns), rows): for each start column, the top-to-bottom path through the least ink within `reach` of it.
+
+    Each pixel costs its ink and PATH_STEP, a diagonal step PATH_TURN more, and entering a stroke `entry`
+    more: one long crossing (where two digits touch) is cheaper than two short ones (through a 0).
+    """
+    rows, width = ink.shape
+    bands = columns[:, None] + np.arange(-reach, reach + 1)  # (paths, band): the columns each path may use
+    inside = (bands >= 0) & (bands < width)
+    cost_of = np.where(inside, ink[:, bands.clip(0, width - 1)] + PATH_STEP, np.inf)
+    on = inside & (ink[:, bands.clip(0, width - 1)] >= INK_THRESHOLD)
+    cost = cost_of[0] + entry * on[0]
+    moves = np.zeros(cost_of.shape, np.int8)
+    wall, dry = np.full((len(columns), 1), np.inf), np.zeros((len(columns), 1), bool)
+    for row in range(1, rows):
+        came = [  # from the left, straight above, from the right: the cost so far, and whether in ink there
+            (np.hstack([wall, cost[:, :-1]]) + PATH_TURN, np.hstack([dry, on[row - 1][:, :-1]])),
+            (cost, on[row - 1]),
+            (np.hstack([cost[:, 1:], wall]) + PATH_TURN, np.hstack([on[row - 1][:, 1:], dry])),
+        ]
+        options = np.stack([total + entry * (on[row] & ~wet) for total, wet in came])
+        choice = options.argmin(axis=0)
+        cost = np.take_along_axis(options, choice[None], 0)[0] + cost_of[row]
+        moves[row] = choice - 1  # -1: from the column to the left
+    paths = np.empty((len(columns), rows), np.int64)
+    paths[:, -1] = cost.argmin(axis=1)
+    every = np.arange(len(columns))
+    for row in range(rows - 1, 0, -1):
+        paths[:, row - 1] = paths[:, row] + moves[row, every, paths[:, row]]
+    return paths + bands[:, :1]
 
 
 # ---------------------------------------------------------------------------------------------

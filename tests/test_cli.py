@@ -93,7 +93,12 @@ def test_train_writes_model_and_card(trained):
     assert 0.0 <= card["test_accuracy"] <= 1.0 and card["parameters"] > 0
     assert card["command"].startswith("python -m digit train")
     assert card["serving"]["engine"] == "LiteRT" and card["serving"]["checked_on"] == "500 MNIST test images"
-    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.json", "tiny.keras", "tiny.tflite"]  # no temp files
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "tiny.json",
+        "tiny.keras",
+        "tiny.layers.tflite",
+        "tiny.tflite",
+    ]  # no temp files
 
 
 def test_train_never_touches_the_shipped_model(trained):

@@ -268,7 +268,7 @@ def test_save_replaces_an_existing_model(tmp_path, batch):
     first, second = build_model("cnn"), build_model("seed")
     path = save_model(first, tmp_path / "m.keras", {"v": 1})
     save_model(second, path, {"v": 2})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.keras", "m.tflite"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.keras", "m.layers.tflite", "m.tflite"]
     assert read_card(path)["v"] == 2
     np.testing.assert_allclose(
         np.asarray(load_model(path)(batch, training=False)), np.asarray(second(batch, training=False)), atol=1e-6

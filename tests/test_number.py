@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -244,3 +245,85 @@ def test_the_cli_reads_numbers_as_json_lines(predictor, tmp_path):
     assert all(0 < d["confidence"] <= 1 and len(d["box"]) == 4 for d in lines[0]["digits"])
     assert lines[1] == {"file": str(blank), "number": "", "digits": []}
     assert "error" in lines[2]
+
+
+# The Number mode in the app (tests/number_app.py shows it alone, as the Draw page will)
+
+NUMBER_APP = str(PROJECT_DIR / "tests" / "number_app.py")
+
+
+def number_app():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(NUMBER_APP, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_the_number_mode_starts_blank_with_a_wide_canvas(predictor):
+    at = number_app()
+    assert [c.key for c in at.get("bidi_component")] == ["number_canvas_700"]
+    assert metric(at, "Number") == "–"
+    assert any("Write a number" in c.value for c in at.caption)
+
+
+def test_after_a_stroke_the_number_each_digit_and_the_boxes_show(predictor):
+    from tests.test_app import canvas_value
+
+    at = number_app()
+    at.session_state["number_canvas_700"] = canvas_value(side_by_side("2", "0", "4", "6"))
+    at.run()
+    assert not at.exception, at.exception
+    assert metric(at, "Number") == "2046"
+    [chips] = [h.proto.body for h in at.get("html") if "number-digits" in h.proto.body]
+    assert [int(d) for d in re.findall(r"<strong>(\d)</strong>", chips)] == [2, 0, 4, 6]
+    images = at.get("image")
+    assert len(images) == 2, "the digits' 28x28 inputs and the drawing with its boxes"
+    at.session_state["number_canvas_700"] = canvas_value(
+        np.dstack([np.zeros((220, 700, 3), np.uint8), np.full((220, 700), 255, np.uint8)])
+    )
+    at.run()
+    assert metric(at, "Number") == "–", "cleared"
+
+
+def test_an_unsure_digit_says_not_sure():
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        import numpy as np
+
+        from app_pages.parts.number_mode import show_reading
+        from digit.number import DigitReading, NumberReading
+
+        unsure = np.full(10, 0.02)
+        unsure[[1, 7]] = [0.3, 0.54]
+        sure = np.eye(10)[4]
+        digits = (
+            DigitReading(7, unsure, np.zeros((28, 28), np.float32), (10, 10, 50, 100)),
+            DigitReading(4, sure, np.zeros((28, 28), np.float32), (80, 10, 50, 100)),
+        )
+        show_reading(NumberReading(digits), np.zeros((220, 700), np.uint8), "", "")
+
+    at = AppTest.from_function(script, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    assert [w.value for w in at.warning] == ["Not sure about digit 1: 7 or 1?"]
+    [chips] = [h.proto.body for h in at.get("html") if "number-digits" in h.proto.body]
+    assert "54%, not sure: 7 or 1?" in chips and 'class="number-digit unsure"' in chips
+
+
+def test_an_uploaded_photo_of_a_number_is_read_and_a_bad_file_explained(predictor):
+    at = number_app()
+    at.radio(key="number_source").set_value("Upload").run()
+    photo = cv2.imencode(".png", 240 - side_by_side("7", "0", "5")[..., 0] * 0.8)[1].tobytes()
+    at.file_uploader(key="number_upload").set_value(("year.png", photo, "image/png")).run()
+    assert not at.exception and not at.error
+    assert metric(at, "Number") == "705"
+    at.file_uploader(key="number_upload").set_value(("notes.png", b"not an image", "image/png")).run()
+    assert at.error[0].value.startswith("Cannot read notes.png")
+    assert metric(at, "Number") == "–"

@@ -31,7 +31,7 @@ NOTICE_KEY = "run_notice"
 def stop_run() -> None:
     """Stop: the run's process ends at once and nothing is saved."""
     if training_runner().stop(by=visitor_id()):
-        notice("info", "Stopped: nothing was saved.")
+        notice("toast", "Stopped: nothing was saved.")
 
 
 def choose_model(name: str) -> None:
@@ -47,7 +47,9 @@ def notice(kind: str, text: str) -> None:
 
 def show_notice() -> None:
     kind, text = st.session_state.pop(NOTICE_KEY, (None, ""))
-    if kind:
+    if kind == "toast":
+        st.toast(text)
+    elif kind:
         getattr(st, kind)(text)
 
 

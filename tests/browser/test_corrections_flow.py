@@ -88,7 +88,7 @@ def metric(page, label: str) -> str:
 
 def go_to(page, name: str, timeout: float = 30_000) -> None:
     """Open a page from the sidebar and wait for it to finish running."""
-    page.get_by_role("link", name=name).click()
+    page.get_by_role("link", name=name, exact=True).click()
     settle(page, timeout=timeout)
 
 
