@@ -47,6 +47,7 @@ from digit.config import DEFAULT_MODEL_PATH, PROJECT_DIR
 
 PENDIGITS = PROJECT_DIR.parent / "shared" / "data" / "pendigits-dev" / "pendigits-orig.tra"
 RESULTS = PROJECT_DIR / "benchmarks" / "results" / "numbers.json"
+SHARED_MNIST = PROJECT_DIR.parent / "shared" / "data" / "mnist.npz"
 CANVAS = (700, 220)  # width, height: the Number canvas
 SINGLE = 280  # the single-digit canvas
 PEN = 22  # the Draw page's default pen width
@@ -110,6 +111,20 @@ def template_digits(seed: int = 0, writers: int = 30, per_digit: int = 12) -> li
                 segments[..., 0] -= slant * segments[..., 1]
                 digits.append(PenDigit(label, writer, list(segments)))
     return digits
+
+
+def mnist_digits(count: int = 3000, seed: int = 0) -> list[PenDigit]:
+    """MNIST test digits thinned to strokes (as digit/drawn.py redraws them): a development set of many hands."""
+    from digit.data import load_mnist
+    from digit.drawn import skeleton_segments, thin, upscaled_masks
+
+    mnist = load_mnist(SHARED_MNIST if SHARED_MNIST.is_file() else None)
+    chosen = np.random.default_rng(seed).permutation(len(mnist.y_test))[:count]
+    skeletons = thin(upscaled_masks(mnist.x_test[chosen]))
+    return [
+        PenDigit(int(mnist.y_test[i]), k // 100, list(skeleton_segments(s)))  # "writers" of 100 digits
+        for k, (i, s) in enumerate(zip(chosen, skeletons, strict=True))
+    ]
 
 
 def numbers_of(digits: list[PenDigit], length: int, count: int, rng: np.random.Generator) -> list[list[PenDigit]]:
@@ -326,11 +341,18 @@ def failure_sheet(failures: list, path: Path) -> None:
     cv2.imwrite(str(path), np.vstack(rows))
 
 
+SOURCES = {
+    "pendigits": lambda seed: load_pendigits(),
+    "templates": lambda seed: template_digits(seed + 1000),
+    "mnist": lambda seed: mnist_digits(seed=seed),
+}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH, help="the model (default: shipped)")
     parser.add_argument(
-        "--source", choices=("pendigits", "templates"), default="pendigits", help="(default: pendigits)"
+        "--source", choices=list(SOURCES), default="pendigits", help="where the digits come from (default: pendigits)"
     )
     parser.add_argument("--numbers", type=int, default=300, help="numbers per length and spacing (default: 300)")
     parser.add_argument("--pens", type=int, nargs="+", default=[PEN], help=f"pen widths (default: {PEN})")
@@ -347,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.numbers = 60
     predictor = load_predictor(args.model)
-    digits = load_pendigits() if args.source == "pendigits" else template_digits(args.seed + 1000)
+    digits = SOURCES[args.source](args.seed)
     rows, failures = [], []
     for pen in args.pens:
         for touching in (False, True):
