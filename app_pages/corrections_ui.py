@@ -205,7 +205,8 @@ def render_corrections_manager(key: str = "corrections") -> None:
 def _summary(store: CorrectionSet) -> None:
     counts = store.counts()
     wrong = sum(item.was_wrong for item in store)
-    st.write(f"**{len(store)}** drawings, **{wrong}** of them ones the model got wrong.")
+    count = len(store)
+    st.write(f"**{count}** drawing{'' if count == 1 else 's'}; the model got **{wrong}** wrong.")
     st.caption("Per digit: " + " · ".join(f"{d}: {c}" for d, c in enumerate(counts)))
 
 

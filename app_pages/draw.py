@@ -7,6 +7,7 @@ import streamlit as st
 from app_pages import corrections_ui
 from app_pages.common import enlarge, model_in_use
 from app_pages.parts import canvas
+from app_pages.parts.inside_network import render_inside_network
 from digit.images import read_image_bytes
 from digit.inference import Prediction, predict
 from digit.preprocessing import ImageError, preprocess_steps
@@ -176,3 +177,4 @@ with left:
         hint = "Upload a picture of one digit."
 with right:
     show_prediction(prediction, image, hint, problem)
+render_inside_network(in_use.predictor, prediction, image)

@@ -15,6 +15,7 @@ from app_pages import corrections_ui
 from app_pages.common import (
     MNIST_HELP,
     epochs_text,
+    load_predictor,
     may_act_on,
     may_change_for_everyone,
     model_in_use,
@@ -26,6 +27,7 @@ from app_pages.common import (
     visitor_id,
     whose,
 )
+from app_pages.parts.inside_network import render_training_views
 from app_pages.parts.runs import (
     choose_model,
     duration,
@@ -49,6 +51,7 @@ from digit.config import (
 )
 from digit.evaluation import FinetuneReport
 from digit.registry import RegistryError
+from digit.serving import ModelError
 
 LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2)
 BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
@@ -247,6 +250,19 @@ def show_outcome(snapshot: jobs.Snapshot) -> None:
         show_curves(snapshot)
     if snapshot.state == jobs.COMPLETED and snapshot.kind == jobs.FINETUNE:
         finetune_report(snapshot)
+    if snapshot.state == jobs.COMPLETED:
+        what_training_changed(snapshot)
+
+
+def what_training_changed(snapshot: jobs.Snapshot) -> None:
+    """The new model's first kernels and its views of a few test digits, beside the model answering now."""
+    try:
+        new = registry().get(snapshot.model_name)
+        after = load_predictor(str(new.path), new.mtime)
+    except (RegistryError, ModelError):
+        return
+    current = model_in_use()
+    render_training_views(after, current.predictor if current.entry and current.entry.name != new.name else None)
 
 
 def warn_if_worse(snapshot: jobs.Snapshot) -> None:

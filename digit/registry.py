@@ -239,8 +239,8 @@ class Registry:
 
 def _remove_files(model_path: Path) -> None:
     # The .keras file first: without it the entry is gone, whatever happens to the others.
-    for suffix in (".keras", ".tflite", ".json"):
-        model_path.with_suffix(suffix).unlink(missing_ok=True)
+    for suffix in (".keras", ".tflite", ".layers.tflite", ".json"):
+        model_path.with_name(model_path.stem + suffix).unlink(missing_ok=True)
 
 
 def _read_json(path: Path) -> dict:

@@ -156,17 +156,17 @@ def test_correct_fine_tune_and_use_the_personal_model(visitor, small_server, sma
     go_to(page, "My corrections")
     grid_caption = page.locator('[data-testid="stImageCaption"]').filter(has_text=caption)
     grid_caption.wait_for()
-    page.get_by_text("1 drawings, 1 of them ones the model got wrong.").wait_for()
+    page.get_by_text("1 drawing; the model got 1 wrong.").wait_for()
 
     # 2. A corrections file made with the library is added to the visitor's set.
     upload_corrections(page, corrections_file(small_mnist))
-    page.get_by_text(f"{UPLOADED + 1} drawings, 1 of them ones the model got wrong.").wait_for()
+    page.get_by_text(f"{UPLOADED + 1} drawings; the model got 1 wrong.").wait_for()
     assert page.locator('[data-testid="stImageCaption"]').count() == UPLOADED + 1
     screenshot(page, "corrections.png")
     column = page.locator('[data-testid="stColumn"]').filter(has=grid_caption).last
     column.get_by_role("button", name="Delete").click()
     settle(page)
-    page.get_by_text(f"{UPLOADED} drawings, 0 of them ones the model got wrong.").wait_for()
+    page.get_by_text(f"{UPLOADED} drawings; the model got 0 wrong.").wait_for()
     assert grid_caption.count() == 0
 
     # 3. Fine-tune on them as a training run, then use the new model.
@@ -174,14 +174,14 @@ def test_correct_fine_tune_and_use_the_personal_model(visitor, small_server, sma
     start_quickest_finetune(page)
     page.locator(PROGRESS).wait_for()
     page.get_by_text(re.compile(r"Run \d+, started by you .* ago\. Fine-tune: 1 epoch,")).wait_for()
-    page.get_by_text(re.compile(r"Run \d+ finished in .*: saved as")).wait_for(timeout=WAIT_MS)
+    page.get_by_text(re.compile(r"Run \d+ \(by you\) finished in .*: saved as")).wait_for(timeout=WAIT_MS)
     new = page.locator('[data-testid="stAlert"]').filter(has_text="saved as").locator("strong").inner_text()
     assert new != before and registry.get(new).looks_valid()
     settle(page, timeout=WAIT_MS)
     page.get_by_role("button", name="Measure before and after").wait_for()
     screenshot(page, "finetune.png")
     page.get_by_role("button", name="Use this model").click()
-    page.get_by_text(f"{new} now answers for everyone").wait_for(timeout=WAIT_MS)
+    page.get_by_text(f"{new} now answers in your session only").wait_for(timeout=WAIT_MS)
     assert model_name(page) == new and registry.served().name == new
 
     go_to(page, "Draw")
