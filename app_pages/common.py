@@ -24,7 +24,13 @@ from digit.serving import ModelError, Predictor
 from digit.serving import load_predictor as _load_predictor
 
 OVERRIDE_KEY = "model_override"  # a model this visitor uses in their own session only
-KEPT_PREFIXES = ("cfg_", "pen_width", "show_steps", "inside_")  # widget values that outlive a switch to another page
+KEPT_PREFIXES = (
+    "cfg_",
+    "pen_width",
+    "show_steps",
+    "inside_",
+    "draw_mode",
+)  # widget values that outlive a switch to another page
 KEPT_KEY = "kept_settings"
 
 

@@ -8,6 +8,7 @@ from app_pages import corrections_ui
 from app_pages.common import enlarge, model_in_use
 from app_pages.parts import canvas
 from app_pages.parts.inside_network import render_inside_network
+from app_pages.parts.number_mode import render_number_mode, render_number_upload
 from digit.images import read_image_bytes
 from digit.inference import Prediction, predict
 from digit.preprocessing import ImageError, preprocess_steps
@@ -80,7 +81,10 @@ def show_prediction(prediction: Prediction | None, image: np.ndarray | None, hin
     answer.metric("Prediction", str(prediction.digit))
     sure.metric("Confidence", f"{prediction.confidence:.0%}")
     if prediction.unsure:
-        st.warning(f"Not sure: {prediction.digit} or {prediction.runner_up}?")
+        st.warning(
+            f"Not sure: {prediction.digit} or {prediction.runner_up}? Write one digit, large; "
+            "for several digits side by side, choose **Number** above."
+        )
     st.html(probability_bars(prediction))
     st.image(enlarge(prediction.model_input, 168), width=168, caption="What the model sees (28×28, enlarged)")
     corrections_ui.render_feedback(prediction, image)
@@ -150,31 +154,60 @@ def square(picture: np.ndarray, size: int) -> np.ndarray:
     )
 
 
+def single_digit(predictor) -> None:
+    """The default: one digit on a 280x280 canvas (or an upload), its answer and what the model saw."""
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        source = st.radio(
+            "Input", ["Draw", "Upload"], horizontal=True, key="input_source", label_visibility="collapsed"
+        )
+        if source == "Draw":
+            st.space("medium")  # room for the canvas's own toolbar, which floats above the drawing surface on hover
+            image = canvas.drawing(st.session_state.setdefault("pen_width", 22))
+            prediction, problem = predict_or_explain(predictor, image)
+            answer_under_canvas(prediction)
+            st.caption(
+                "Draw one digit, large and centred. The small toolbar that appears above the canvas under a mouse "
+                "has undo and clear too; its send and edit buttons are not needed here."
+            )
+            st.slider("Pen width", min_value=8, max_value=40, key="pen_width")
+            hint = "Draw a digit on the black square: the answer appears when you lift the pen."
+        else:
+            image = uploaded_image()
+            prediction, problem = predict_or_explain(predictor, image)
+            answer_under_canvas(prediction)
+            hint = "Upload a picture of one digit."
+    with right:
+        show_prediction(prediction, image, hint, problem)
+    render_inside_network(predictor, prediction, image)
+
+
+def whole_number(predictor) -> None:
+    """Several digits side by side on a wide canvas (or a photo of a written number), read left to right."""
+    if (
+        st.radio("Input", ["Draw", "Upload"], horizontal=True, key="input_source", label_visibility="collapsed")
+        == "Draw"
+    ):
+        render_number_mode(predictor, st.session_state.setdefault("pen_width", 22))
+        st.slider("Pen width", min_value=8, max_value=40, key="pen_width")
+    else:
+        render_number_upload(predictor)
+
+
 in_use = model_in_use()
 st.title("Draw a digit")
 if in_use.predictor is None:
     st.error(in_use.warning or "No model is available.")
     st.stop()
-
-left, right = st.columns([1, 1], gap="large")
-with left:
-    source = st.radio("Input", ["Draw", "Upload"], horizontal=True, key="input_source", label_visibility="collapsed")
-    if source == "Draw":
-        st.space("medium")  # room for the canvas's own toolbar, which floats above the drawing surface on hover
-        image = canvas.drawing(st.session_state.setdefault("pen_width", 22))
-        prediction, problem = predict_or_explain(in_use.predictor, image)
-        answer_under_canvas(prediction)
-        st.caption(
-            "Draw one digit, large and centred. The small toolbar that appears above the canvas under a mouse "
-            "has undo and clear too; its send and edit buttons are not needed here."
-        )
-        st.slider("Pen width", min_value=8, max_value=40, key="pen_width")
-        hint = "Draw a digit on the black square: the answer appears when you lift the pen."
-    else:
-        image = uploaded_image()
-        prediction, problem = predict_or_explain(in_use.predictor, image)
-        answer_under_canvas(prediction)
-        hint = "Upload a picture of one digit."
-with right:
-    show_prediction(prediction, image, hint, problem)
-render_inside_network(in_use.predictor, prediction, image)
+mode = st.radio(
+    "Write",
+    ["Digit", "Number"],
+    horizontal=True,
+    key="draw_mode",
+    label_visibility="collapsed",
+    help="Number: write several digits side by side (your age, a year), read left to right.",
+)
+if mode == "Number":
+    whole_number(in_use.predictor)
+else:
+    single_digit(in_use.predictor)

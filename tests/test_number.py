@@ -17,6 +17,7 @@ from digit.config import DEFAULT_MODEL_PATH, PROJECT_DIR
 from digit.inference import Prediction
 from digit.number import NumberReading, read_number
 from digit.preprocessing import ImageError
+from tests.test_app import canvas_key
 
 WIDE = (700, 220)  # the Number canvas
 PEN = 22
@@ -267,16 +268,16 @@ def metric(at, label: str) -> str:
 
 def test_the_number_mode_starts_blank_with_a_wide_canvas(predictor):
     at = number_app()
-    assert [c.key for c in at.get("bidi_component")] == ["number_canvas_700"]
+    assert [c.key for c in at.get("bidi_component")] == [canvas_key(at, "number_canvas_700")]
     assert metric(at, "Number") == "–"
     assert any("Write a number" in c.value for c in at.caption)
 
 
 def test_after_a_stroke_the_number_each_digit_and_the_boxes_show(predictor):
-    from tests.test_app import canvas_value
+    from tests.test_app import canvas_key, canvas_value
 
     at = number_app()
-    at.session_state["number_canvas_700"] = canvas_value(side_by_side("2", "0", "4", "6"))
+    at.session_state[canvas_key(at, "number_canvas_700")] = canvas_value(side_by_side("2", "0", "4", "6"))
     at.run()
     assert not at.exception, at.exception
     assert metric(at, "Number") == "2046"
@@ -284,7 +285,7 @@ def test_after_a_stroke_the_number_each_digit_and_the_boxes_show(predictor):
     assert [int(d) for d in re.findall(r"<strong>(\d)</strong>", chips)] == [2, 0, 4, 6]
     images = at.get("image")
     assert len(images) == 2, "the digits' 28x28 inputs and the drawing with its boxes"
-    at.session_state["number_canvas_700"] = canvas_value(
+    at.session_state[canvas_key(at, "number_canvas_700")] = canvas_value(
         np.dstack([np.zeros((220, 700, 3), np.uint8), np.full((220, 700), 255, np.uint8)])
     )
     at.run()

@@ -16,9 +16,9 @@ import html
 import cv2
 import numpy as np
 import streamlit as st
-from streamlit_drawable_canvas import st_canvas  # only in the app: it cannot be imported outside a running one
 
 from app_pages.common import enlarge
+from app_pages.parts import canvas  # only in the app: it cannot be imported outside a running one
 from digit.images import read_image_bytes
 from digit.number import NumberReading, ink_map, read_number
 from digit.preprocessing import ImageError
@@ -80,19 +80,10 @@ def canvas_size() -> tuple[int, int]:
 def number_canvas(size: tuple[int, int], pen_width: int) -> np.ndarray | None:
     """The wide canvas, white ink on black like the single-digit one; its RGBA pixels, None before the first stroke."""
     width, height = size
-    st.space("medium")  # room for the canvas toolbar, which floats above the drawing surface
-    result = st_canvas(
-        stroke_width=max(4, round(pen_width * height / WIDE[1])),  # the same pen, relative to the canvas height
-        stroke_color="#FFFFFF",
-        background_color="#000000",
-        height=height,
-        width=width,
-        drawing_mode="freedraw",
-        return_image_data=True,
-        update_streamlit=True,
-        key=f"number_canvas_{width}",  # one per size: a canvas cannot change size under a drawing
-    )
-    return result.image_data
+    st.space("medium")  # room for the canvas's own toolbar, which floats above the drawing surface on hover
+    pen = max(4, round(pen_width * height / WIDE[1]))  # the same pen, relative to the canvas height
+    # One canvas per size (a canvas cannot change size under a drawing), with the page's Undo and Clear.
+    return canvas.drawing(pen, key=f"number_canvas_{width}", width=width, height=height)
 
 
 def read_or_explain(predictor, image: np.ndarray | None) -> tuple[NumberReading | None, str]:

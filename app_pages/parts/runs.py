@@ -80,7 +80,7 @@ def outcome_text(snapshot: jobs.Snapshot) -> str:
     if snapshot.state == jobs.COMPLETED and snapshot.kind == jobs.MEASURE:
         return f"Run {snapshot.run_id} (by {who}) measured the fine-tune."
     if snapshot.state == jobs.COMPLETED:
-        return f"Run {snapshot.run_id} (by {who}) finished in {duration(snapshot.elapsed)}: saved as {snapshot.model_name}."
+        return f"Run {snapshot.run_id} (by {who}) finished in {duration(snapshot.elapsed)}: saved as **{snapshot.model_name}**."
     if snapshot.state == jobs.STOPPED and snapshot.stopped_by:
         stopper = "you" if snapshot.stopped_by == visitor_id() else "another visitor"
         return f"Run {snapshot.run_id} (by {who}) was stopped by {stopper}: {_after_colon(snapshot.message)}"

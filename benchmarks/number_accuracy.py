@@ -1,8 +1,8 @@
 """Benchmark: reading whole numbers written on the Number canvas, against reading the same digits alone.
 
-    python benchmarks/numbers.py                       # pendigits-dev, 2-6 digits: about 2 minutes on 2 cores
-    python benchmarks/numbers.py --quick               # fewer numbers (about 30 s)
-    python benchmarks/numbers.py --source templates    # the development set: digit/drawn.py's templates
+    python benchmarks/number_accuracy.py                       # pendigits-dev, 2-6 digits: about 2 minutes on 2 cores
+    python benchmarks/number_accuracy.py --quick               # fewer numbers (about 30 s)
+    python benchmarks/number_accuracy.py --source templates    # the development set: digit/drawn.py's templates
 
 Numbers are built from real pen trajectories (../shared/data/pendigits-dev, a measuring set:
 nothing here is fitted on it): 2 to 6 digits of one writer side by side on the 700x220 canvas,
@@ -19,18 +19,15 @@ benchmarks/results/numbers.json. `--source templates` builds the same numbers fr
 digit/drawn.py's hand-authored templates: the set the segmentation's settings were chosen on.
 """
 
-# ruff: noqa: E402 (the imports follow the sys.path fix below)
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path, and this file would stand in for the standard
-# library's `numbers` module (which NumPy imports): the project's folder takes its place.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [os.path.dirname(_HERE), *(p for p in sys.path if os.path.abspath(p or ".") != _HERE)]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing anything
 
-import argparse
 import json
 import platform
 import re
