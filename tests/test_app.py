@@ -68,7 +68,8 @@ def canvas_value(rgba: np.ndarray) -> dict:
     Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
     url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
     path = {"type": "path", "drawn": hash(rgba.tobytes())}
-    return {"drawing": {"raw": {"objects": [path] if rgba[..., :3].any() else []}, "data": url}, "backgroundFit": None}
+    drawn = any(np.ptp(rgba[..., channel]) > 0 for channel in range(rgba.shape[-1]))  # not one flat colour
+    return {"drawing": {"raw": {"objects": [path] if drawn else []}, "data": url}, "backgroundFit": None}
 
 
 def canvas_key(at: AppTest, name: str = "canvas") -> str:
