@@ -38,7 +38,7 @@ def render_number_mode(predictor, pen_width: int = 22) -> None:
     image = number_canvas(size, pen_width)
     st.caption(
         "Write a number: digits side by side, left to right (an age, a year, a phone number). "
-        "The toolbar above the canvas has undo and clear."
+        "Leave a little space between digits."
     )
     reading, problem = read_or_explain(predictor, image)
     show_reading(reading, image, problem, hint="Write a number on the black strip: it is read when you lift the pen.")

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from playwright.async_api import Error as PlaywrightError
-from test_browser import CANVAS, ONE, PROGRESS, RESET, SEVEN, ZERO
+from test_browser import CANVAS, ONE, PROGRESS, SEVEN, ZERO
 
 from digit.config import DEFAULT_MODEL_PATH
 from tests.browser.conftest import CHROMIUM_ARGS
@@ -233,7 +233,7 @@ async def metric(page, label: str) -> str:
 
 
 async def clear(page) -> None:
-    await page.locator(RESET).click()
+    await page.locator(".st-key-canvas-clear button").click()  # the page's own Clear, always visible
     await page.wait_for_function("() => window.__digit.last === '–'")
     await idle(page)
 
