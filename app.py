@@ -10,7 +10,7 @@ child process of its own.
 
 import streamlit as st
 
-from app_pages.common import count_full_run, keep_settings, model_in_use, percent
+from app_pages.common import keep_settings, model_in_use, note_view, percent
 from app_pages.parts import runs
 
 st.set_page_config(page_title="digit: draw a digit", page_icon="✏️", layout="wide")
@@ -25,7 +25,7 @@ page = st.navigation(
     ]
 )
 
-count_full_run()
+note_view(page.url_path)
 keep_settings()
 in_use = model_in_use()
 with st.sidebar, st.container(key="model_info"):

@@ -72,14 +72,26 @@ def keep_settings() -> None:
             st.session_state[key] = value
 
 
-def count_full_run() -> None:
-    """Called once per full run of the app (app.py; a fragment's own reruns do not count)."""
-    st.session_state["full_runs"] = full_run_number() + 1
+VIEW_KEYS = {
+    "draw_mode": "Digit",
+    "input_source": "Draw",
+}  # the widgets that choose what a page shows, and their defaults
 
 
-def full_run_number() -> int:
-    """How many full runs this session has had: a part can tell whether it was on screen in the last one."""
-    return st.session_state.get("full_runs", 0)
+def note_view(page: str) -> None:
+    """Called at the start of every full run (app.py): what this run shows, and whether it differs from the last.
+
+    Recorded at the start, not the end: a run cut short by the next one (a quick stroke) still
+    counts as showing what it was going to show.
+    """
+    view = (page, *(st.session_state.get(key, default) for key, default in VIEW_KEYS.items()))
+    st.session_state["view_changed"] = view != st.session_state.get("view")
+    st.session_state["view"] = view
+
+
+def view_changed() -> bool:
+    """True when this run shows another page or mode than the last one did: a part on it was off screen."""
+    return st.session_state.get("view_changed", True)
 
 
 def visitor_id() -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas  # only here: it cannot be imported outside a running app
 
-from app_pages.common import full_run_number
+from app_pages.common import view_changed
 
 CANVAS_SIZE = 280
 HISTORY = 30  # states kept for Undo: PNGs of a few kB each
@@ -26,9 +26,8 @@ def drawing(
 ) -> np.ndarray | None:
     """The canvas and its buttons; returns the drawing as RGBA pixels (white ink on black), None when empty."""
     state = _state(key)
-    if state["shown_at"] != full_run_number() - 1:  # not on screen in the last run: mount it again, drawing included
+    if state["mount"] == 0 or view_changed():  # off screen in the last run: mount it again, drawing included
         _remount(state)
-    state["shown_at"] = full_run_number()
     history = state["history"]
     result = st_canvas(
         stroke_width=pen_width,
@@ -66,7 +65,7 @@ def drawing(
 
 
 def _state(key: str) -> dict:
-    return st.session_state.setdefault(f"{key}-state", {"history": [], "mount": 0, "shown_at": -2, "initial": None})
+    return st.session_state.setdefault(f"{key}-state", {"history": [], "mount": 0, "initial": None})
 
 
 def _remount(state: dict) -> None:

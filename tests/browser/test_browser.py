@@ -74,6 +74,17 @@ def draw(page, strokes) -> str:
     return prediction(page)
 
 
+def wait_for_drawing_shown(page) -> None:
+    """Until the canvas shows ink again (a remounted canvas redraws the kept drawing a moment after it appears)."""
+    lower = page.locator('[data-testid="stBidiComponentIsolated"] canvas.dc-canvas.lower-canvas')
+    page.wait_for_function(
+        """c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                  for (let i = 0; i < d.length; i += 16) if (d[i] > 128) return true; return false; }""",
+        arg=lower.element_handle(),
+        timeout=10_000,
+    )
+
+
 def prediction(page) -> str:
     metric = page.locator('[data-testid="stMetric"]').filter(has_text="Prediction")
     return metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
@@ -304,11 +315,13 @@ def test_the_pages_own_undo_and_clear_and_the_drawing_is_kept_for_the_session(pa
     page.locator('[data-testid="stRadio"]').get_by_text("Draw", exact=True).click()
     settle(page)
     assert wait_for_prediction(page, "1") == "1", "back from Upload, the drawing is still there"
+    wait_for_drawing_shown(page)
     page.get_by_role("link", name="Evaluate", exact=True).click()
     settle(page, timeout=RUN_SECONDS * 1000)
     page.get_by_role("link", name="Draw", exact=True).click()
     page.locator(CANVAS).wait_for()
     assert wait_for_prediction(page, "1") == "1", "and back from another page"
+    wait_for_drawing_shown(page)  # as a person sees it, before drawing on
     assert draw(page, SEVEN_BAR) == "7", "the kept drawing goes on taking strokes"
     clear.click()
     assert wait_for_prediction(page, "–") == "–"
