@@ -163,9 +163,10 @@ def single_digit(predictor) -> None:
         )
         if source == "Draw":
             st.space("medium")  # room for the canvas's own toolbar, which floats above the drawing surface on hover
-            image = canvas.drawing(st.session_state.setdefault("pen_width", 22))
+            image = canvas.drawing(st.session_state.setdefault("pen_width", 22), buttons=False)
             prediction, problem = predict_or_explain(predictor, image)
-            answer_under_canvas(prediction)
+            answer_under_canvas(prediction)  # first: on a phone it must show without scrolling
+            canvas.controls()
             st.caption(
                 "Draw one digit, large and centred. The small toolbar that appears above the canvas under a mouse "
                 "has undo and clear too; its send and edit buttons are not needed here."

@@ -50,7 +50,7 @@ def test_a_saved_model_is_listed_with_its_card_but_not_served(registry, model):
     assert [e.name for e in registry.entries()] == [entry.name]
     assert registry.served().shipped
     summary = entry.summary()
-    assert summary["arch"] == "seed" and summary["test accuracy"] == 0.93
+    assert summary["kind"] == "seed" and summary["test accuracy"] == 0.93
 
 
 def test_promoting_serves_the_model_and_survives_a_restart(registry, model, tmp_path, shipped):

@@ -22,9 +22,12 @@ HISTORY = 30  # states kept for Undo: PNGs of a few kB each
 
 
 def drawing(
-    pen_width: int, key: str = "canvas", width: int = CANVAS_SIZE, height: int = CANVAS_SIZE
+    pen_width: int, key: str = "canvas", width: int = CANVAS_SIZE, height: int = CANVAS_SIZE, buttons: bool = True
 ) -> np.ndarray | None:
-    """The canvas and its buttons; returns the drawing as RGBA pixels (white ink on black), None when empty."""
+    """The canvas and its Undo and Clear (`buttons=False`: the page places them itself, with `controls`).
+
+    Returns the drawing as RGBA pixels (white ink on black), None when empty.
+    """
     state = _state(key)
     if state["mount"] == 0 or view_changed():  # off screen in the last run: mount it again, drawing included
         _remount(state)
@@ -42,6 +45,14 @@ def drawing(
         key=f"{key}-{state['mount']}",
     )
     _record(history, result)
+    if buttons:
+        controls(key)
+    return _pixels(history[-1]["png"]) if history and _has_ink(history[-1]["json"]) else None
+
+
+def controls(key: str = "canvas") -> None:
+    """Undo and Clear, always visible."""
+    history = _state(key)["history"]
     undo, clear = st.columns(2)
     undo.button(
         "Undo",
@@ -61,7 +72,6 @@ def drawing(
         disabled=not history,
         width="stretch",
     )
-    return _pixels(history[-1]["png"]) if history and _has_ink(history[-1]["json"]) else None
 
 
 def _state(key: str) -> dict:

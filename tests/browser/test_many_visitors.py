@@ -232,9 +232,15 @@ async def metric(page, label: str) -> str:
     return (await box.locator('[data-testid="stMetricValue"]').inner_text()).strip()
 
 
+EMPTY_CANVAS = """c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                         for (let i = 0; i < d.length; i += 16) if (d[i] > 128) return false; return true; }"""
+
+
 async def clear(page) -> None:
     await page.locator(".st-key-canvas-clear button").click()  # the page's own Clear, always visible
     await page.wait_for_function("() => window.__digit.last === '–'")
+    lower = page.locator('[data-testid="stBidiComponentIsolated"] canvas.dc-canvas.lower-canvas')
+    await page.wait_for_function(EMPTY_CANVAS, arg=await lower.element_handle())  # as a person sees it, empty
     await idle(page)
 
 
