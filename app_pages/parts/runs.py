@@ -26,6 +26,9 @@ from app_pages.common import (
 from digit import jobs
 
 NOTICE_KEY = "run_notice"
+# The sidebar's refresh: slower than the Train page's own (1 s), since every visitor's page runs it
+# while they draw.
+PANEL_SECONDS = 3.0
 
 
 def stop_run() -> None:
@@ -134,7 +137,7 @@ def render_sidebar_panel() -> None:
             st.page_link("app_pages/train.py", label="Retrain…", icon=":material/model_training:")
 
 
-@st.fragment(run_every=1.0)
+@st.fragment(run_every=PANEL_SECONDS)
 def _live_panel() -> None:
     snapshot = training_runner().snapshot()
     if not snapshot.active:
