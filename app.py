@@ -42,7 +42,7 @@ with st.sidebar, st.container(key="model_info"):
         if in_use.warning:
             st.warning(in_use.warning)
 if page.url_path != train_page.url_path:  # the Train page shows the run in full, Start and Stop in its sidebar
-    runs.render_sidebar_panel(refresh=page.url_path != draw_page.url_path)
+    runs.render_sidebar_panel()
 st.sidebar.divider()
 
 page.run()

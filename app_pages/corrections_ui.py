@@ -256,6 +256,7 @@ def _clear_and_download(store: CorrectionSet, key: str) -> None:
         file_name="digit-corrections.npz",
         mime="application/octet-stream",
         key=f"{key}-download",
+        on_click="ignore",  # no rerun: it would retire the file being made for this click
         icon=":material/download:",
     )
 

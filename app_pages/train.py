@@ -356,6 +356,7 @@ def saved_models() -> None:
             file_name=f"{name}.keras",
             mime="application/octet-stream",
             key="download_model",
+            on_click="ignore",  # no rerun: it would retire the file being made for this click
         )
     with rename.popover("Name it", icon=":material/edit:", disabled=entry.shipped or not may_manage(entry)):
         st.text_input("Name", value=entry.label, max_chars=40, key=f"label_{name}")

@@ -73,8 +73,8 @@ def canvas_value(rgba: np.ndarray) -> dict:
 
 
 def canvas_key(at: AppTest, name: str = "canvas") -> str:
-    """The key the canvas has now: the page mounts it anew (a new key) after Undo, Clear or a return to the page."""
-    return f"{name}-{at.session_state[f'{name}-state']['mount']}"
+    """The canvas widget's key (one key for good: Undo and Clear redraw the canvas in place)."""
+    return name
 
 
 def as_canvas(digit28: np.ndarray) -> np.ndarray:

@@ -4,8 +4,10 @@
 
 The canvas component's own toolbar shows only while a mouse hovers over it, and never on a phone.
 So the page has its own buttons, and keeps each stroke's state (the canvas's JSON and its PNG)
-in the session: Undo and Clear put the canvas back to an earlier state by mounting it anew with
-that drawing, and coming back to the page (or from Upload to Draw) shows the drawing again.
+in the session. Undo and Clear hand the canvas an earlier state as its `initial_drawing`: the
+component redraws itself when that value changes, in place (one canvas, one key, so nothing on the
+page jumps and a busy server cannot leave a stale second canvas on screen to draw on). Coming back
+to the page, or from Upload to Draw, shows the kept drawing again the same way.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ def drawing(
     Returns the drawing as RGBA pixels (white ink on black), None when empty.
     """
     state = _state(key)
-    if state["mount"] == 0 or view_changed():  # off screen in the last run: mount it again, drawing included
-        _remount(state)
+    if state["initial"] is None or view_changed():  # off screen in the last run: show the kept drawing
+        _show_kept(state)
     history = state["history"]
     result = st_canvas(
         stroke_width=pen_width,
@@ -39,12 +41,12 @@ def drawing(
         height=height,
         width=width,
         drawing_mode="freedraw",
-        initial_drawing=state["initial"],  # fixed for each mount: a changed value would redraw the canvas
+        initial_drawing=state["initial"],  # changed only by Undo, Clear and a return: the canvas redraws then
         return_image_data=True,
         update_streamlit=True,
-        key=f"{key}-{state['mount']}",
+        key=key,
     )
-    _record(history, result)
+    _record(state, result)
     if buttons:
         controls(key)
     return _pixels(history[-1]["png"]) if history and _has_ink(history[-1]["json"]) else None
@@ -75,40 +77,52 @@ def controls(key: str = "canvas") -> None:
 
 
 def _state(key: str) -> dict:
-    return st.session_state.setdefault(f"{key}-state", {"history": [], "mount": 0, "initial": None})
+    """`history`: the states kept; `initial`: what the canvas was last told to show; `dropped`: states
+    taken back by Undo or Clear that the canvas may still report until it has redrawn."""
+    return st.session_state.setdefault(f"{key}-state", {"history": [], "initial": None, "revision": 0, "dropped": []})
 
 
-def _remount(state: dict) -> None:
-    """A new canvas (a new key) showing the last state kept."""
-    state["mount"] += 1
-    state["initial"] = state["history"][-1]["json"] if state["history"] else None
+def _show_kept(state: dict) -> None:
+    """Tell the canvas to show the last state kept (an empty canvas when none).
+
+    The revision makes each request a new value, so that Clear after Clear, or Undo back to a state
+    the canvas was shown before, still redraws it.
+    """
+    state["revision"] += 1
+    kept = state["history"][-1]["json"] if state["history"] else {"objects": []}
+    state["initial"] = {**kept, "digitRevision": state["revision"]}
 
 
-def _record(history: list[dict], result) -> None:
-    """Keep the canvas's latest state when it differs from the last one kept."""
-    if result.json_data is None or result.image_data is None:
+def _record(state: dict, result) -> None:
+    """Keep the canvas's latest state when it is new (not the last one kept, nor one just taken back)."""
+    history, drawing = state["history"], result.json_data
+    if drawing is None or result.image_data is None:
         return
-    if history and history[-1]["json"] == result.json_data:
+    if drawing in state["dropped"]:  # the canvas has not redrawn yet: still the state Undo or Clear took back
         return
-    if not history and not _has_ink(result.json_data):
+    state["dropped"].clear()  # the canvas has caught up
+    if history and history[-1]["json"] == drawing:
+        return
+    if not history and not _has_ink(drawing):
         return
     ok, png = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(result.image_data), cv2.COLOR_RGBA2BGRA))
     if ok:
-        history.append({"json": result.json_data, "png": png.tobytes()})
+        history.append({"json": drawing, "png": png.tobytes()})
         del history[:-HISTORY]
 
 
 def _undo(key: str) -> None:
     state = _state(key)
     if state["history"]:
-        state["history"].pop()
-        _remount(state)  # the canvas shows the state before the last stroke
+        state["dropped"].append(state["history"].pop()["json"])
+        _show_kept(state)  # the canvas shows the state before the last stroke
 
 
 def _clear(key: str) -> None:
     state = _state(key)
+    state["dropped"].extend(entry["json"] for entry in state["history"][-1:])
     state["history"].clear()
-    _remount(state)
+    _show_kept(state)
 
 
 def _has_ink(drawing: dict) -> bool:

@@ -3,7 +3,7 @@ with the Train page (Stop, Use this model, progress text, who started it).
 
     runs.render_sidebar_panel()    # in app.py, for every page but Train (which shows the run in full)
 
-While a run goes on, the panel is a fragment that redraws itself every second (not the page);
+While a run goes on, the panel is a fragment that redraws itself every few seconds (not the page);
 with no run it is one link and costs nothing.
 """
 
@@ -125,17 +125,13 @@ def use_button(snapshot: jobs.Snapshot, key: str) -> None:
     )
 
 
-def render_sidebar_panel(refresh: bool = True) -> None:
-    """The server's run in the sidebar: live while it goes on, its result once it has ended.
-
-    `refresh=False` (the Draw page): no timer; the panel is brought up to date by every stroke's
-    rerun instead. With a timer there, eight visitors drawing during a run had strokes that arrived
-    while the panel reran go unanswered (tests/browser/test_many_visitors.py).
-    """
+def render_sidebar_panel() -> None:
+    """The server's run in the sidebar: live while it goes on (its own fragment, every few seconds,
+    on every page, Draw included), its result once it has ended, and a "Retrain…" link when none."""
     snapshot = training_runner().snapshot()
     with st.sidebar:
         if snapshot.active:
-            _live_panel() if refresh else _panel(snapshot)
+            _live_panel()
         elif snapshot.state != jobs.IDLE:
             _ended_panel(snapshot)
         else:

@@ -310,6 +310,12 @@ def test_the_pages_own_undo_and_clear_and_the_drawing_is_kept_for_the_session(pa
     assert draw(page, SEVEN_BAR) == "7"
     undo.click()
     assert wait_for_prediction(page, "1") == "1", "Undo takes back the bar"
+    wait_for_drawing_shown(page)
+    undo.click()
+    assert wait_for_prediction(page, "–") == "–", "and then the first stroke: each Undo takes back one"
+    expect(clear).to_be_disabled()
+    expect(page.locator(CANVAS)).to_have_count(1)  # redrawn in place: never a second canvas
+    assert draw(page, ONE) == "1"
     page.get_by_text("Upload", exact=True).click()
     settle(page)
     page.locator('[data-testid="stRadio"]').get_by_text("Draw", exact=True).click()
@@ -328,10 +334,6 @@ def test_the_pages_own_undo_and_clear_and_the_drawing_is_kept_for_the_session(pa
     assert draw(page, ZERO) == "0"
 
 
-@pytest.mark.xfail(
-    reason="known, unsolved (issue 17's note): under CI's load a stroke drawn during a run can go unanswered",
-    strict=False,
-)
 def test_a_run_started_from_the_sidebar_follows_the_visitor_to_draw_and_stops_there(page, shipped_server, registry_dir):
     registry = Registry(registry_dir)
     saved_before = len(registry.entries())

@@ -346,10 +346,6 @@ def nearest(image: np.ndarray, references: dict[str, np.ndarray]) -> str:
 
 
 @pytest.mark.exclusive  # the ratio compares two loads on this machine: no other test may add a third
-@pytest.mark.xfail(
-    reason="known, unsolved (issue 17's note): in CI some strokes of eight visitors drawing during a run go unanswered",
-    strict=False,
-)
 def test_eight_visitors_draw_at_once_while_a_run_trains(shipped_server, chromium_path):
     report = in_own_loop(crowd_scenario, shipped_server, chromium_path)
 
