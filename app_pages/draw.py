@@ -9,6 +9,7 @@ from app_pages.common import enlarge, model_in_use
 from app_pages.parts import canvas
 from app_pages.parts.inside_network import render_inside_network
 from app_pages.parts.number_mode import render_number_mode, render_number_upload
+from digit.doubt import SCRIBBLE, SEVERAL_DIGITS
 from digit.images import read_image_bytes
 from digit.inference import Prediction, predict
 from digit.preprocessing import ImageError, preprocess_steps
@@ -60,7 +61,9 @@ def answer_under_canvas(prediction: Prediction | None) -> None:
         return
     st.html(NARROW_ONLY)
     with st.container(key="answer_under_canvas"):
-        if prediction.unsure:
+        if prediction.doubt:
+            st.markdown(f"### Not one digit? ({prediction.doubt})")
+        elif prediction.unsure:
             st.markdown(f"### {prediction.digit} or {prediction.runner_up}? Not sure.")
         else:
             st.markdown(f"### It is a {prediction.digit} ({prediction.confidence:.0%} sure)")
@@ -81,16 +84,25 @@ def show_prediction(prediction: Prediction | None, image: np.ndarray | None, hin
     answer.metric("Prediction", str(prediction.digit))
     sure.metric("Confidence", f"{prediction.confidence:.0%}")
     if prediction.unsure:
-        st.warning(
-            f"Not sure: {prediction.digit} or {prediction.runner_up}? Write one digit, large; "
-            "for several digits side by side, choose **Number** above."
-        )
+        st.warning(doubt_text(prediction))
     st.html(probability_bars(prediction))
     st.image(enlarge(prediction.model_input, 168), width=168, caption="What the model sees (28×28, enlarged)")
     corrections_ui.render_feedback(prediction, image)
     # A toggle, not an expander: an expander's content is sent with every stroke even while closed.
     if st.toggle("Show how the image becomes 28×28", key="show_steps"):
         show_steps(image)
+
+
+def doubt_text(prediction: Prediction) -> str:
+    """Why the answer is not to be trusted, and what to do about it."""
+    if prediction.doubt == SEVERAL_DIGITS:
+        return "This looks like several digits: this canvas reads one. To read a whole number, choose **Number** above."
+    if prediction.doubt == SCRIBBLE:
+        return "This does not look like a digit (more loops than any digit has). Clear it and write one digit."
+    return (
+        f"Not sure: {prediction.digit} or {prediction.runner_up}? Write one digit, large; "
+        "for several digits side by side, choose **Number** above."
+    )
 
 
 def probability_bars(prediction: Prediction) -> str:

@@ -205,6 +205,16 @@ class _Piece:
 
 def segment(ink: np.ndarray) -> list[Group]:
     """The groups of ink that are digits, left to right, each with the parts it may be read as."""
+    return [_cut(group_ink, piece, height) for piece, group_ink, height in _digit_groups(ink)]
+
+
+def separate_digits(ink: np.ndarray) -> int:
+    """How many digit-sized groups of ink stand side by side (touching digits count as one): cheap, no cuts."""
+    return len(_digit_groups(ink))
+
+
+def _digit_groups(ink: np.ndarray) -> list[tuple[_Piece, np.ndarray, float]]:
+    """Each digit-sized group of ink, left to right: (its piece, its ink alone, the digits' height)."""
     mask = ink >= INK_THRESHOLD
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
     speck = max(2.0, SPECK * min(ink.shape))
@@ -220,7 +230,7 @@ def segment(ink: np.ndarray) -> list[Group]:
     for piece in sorted(_grouped(pieces, height), key=lambda g: g.x + g.w / 2):
         group_ink = _group_ink(ink, labels, piece)
         if _is_digit_sized(group_ink, piece, height, min(ink.shape)):
-            groups.append(_cut(group_ink, piece, height))
+            groups.append((piece, group_ink, height))
     return groups
 
 

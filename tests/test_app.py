@@ -23,6 +23,7 @@ APP_DIR = Path(__file__).resolve().parents[1]
 APP = str(APP_DIR / "app.py")
 TRAIN, EVALUATE = "app_pages/train.py", "app_pages/evaluate.py"
 TIMEOUT = 90
+RUN_SECONDS = 300  # a ceiling for a whole short run in its child process, not a wait: CI's machine is shared
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +40,18 @@ def env(monkeypatch, tmp_path, small_npz, untrained_path):
     monkeypatch.setenv("DIGIT_REGISTRY_DIR", str(tmp_path / "registry"))
     monkeypatch.setenv("DIGIT_MNIST_NPZ", str(small_npz))
     monkeypatch.setenv("DIGIT_MODEL_PATH", str(untrained_path))
-    return tmp_path
+    yield tmp_path
+    _stop_leftover_run()
+
+
+def _stop_leftover_run() -> None:
+    """A run a failed test left going would hold the server-wide runner for the tests after it."""
+    import app_pages.common as common
+
+    runner = common.training_runner()
+    if runner.snapshot().active:
+        runner.stop(by="test teardown")
+        runner.wait(30)
 
 
 @pytest.fixture
@@ -323,7 +335,8 @@ def short_run(at: AppTest):
     at.number_input(key="cfg_limit").set_value(300)
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
-    snapshot = training_runner().wait(TIMEOUT)
+    snapshot = training_runner().wait(RUN_SECONDS)
+    assert not snapshot.active, f"the run had not ended after {RUN_SECONDS} s: {snapshot.state}"
     at.run()
     return snapshot
 
