@@ -61,8 +61,10 @@ def answer_under_canvas(prediction: Prediction | None) -> None:
         return
     st.html(NARROW_ONLY)
     with st.container(key="answer_under_canvas"):
-        if prediction.doubt:
-            st.markdown(f"### Not one digit? ({prediction.doubt})")
+        if prediction.doubt == SEVERAL_DIGITS:
+            st.markdown("### Several digits? Choose **Number** above.")
+        elif prediction.doubt:
+            st.markdown("### That does not look like a digit.")
         elif prediction.unsure:
             st.markdown(f"### {prediction.digit} or {prediction.runner_up}? Not sure.")
         else:
