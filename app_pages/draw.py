@@ -89,7 +89,8 @@ def show_prediction(prediction: Prediction | None, image: np.ndarray | None, hin
         st.warning(doubt_text(prediction))
     st.html(probability_bars(prediction))
     st.image(enlarge(prediction.model_input, 168), width=168, caption="What the model sees (28×28, enlarged)")
-    corrections_ui.render_feedback(prediction, image)
+    if prediction.doubt != SEVERAL_DIGITS:  # "12" is no digit's example: nothing to save as a correction
+        corrections_ui.render_feedback(prediction, image)
     # A toggle, not an expander: an expander's content is sent with every stroke even while closed.
     if st.toggle("Show how the image becomes 28×28", key="show_steps"):
         show_steps(image)

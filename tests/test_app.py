@@ -254,6 +254,15 @@ def test_low_confidence_says_not_sure(env, small_mnist):
     assert warning.value.startswith("Not sure: ") and " or " in warning.value and "Number" in warning.value
 
 
+def test_two_digits_on_the_single_canvas_point_to_number_mode_and_save_nothing(env):
+    from tests.test_doubt import pair
+
+    at = draw(app(), pair("1", "2"))
+    [warning] = at.warning
+    assert warning.value.startswith("This looks like several digits") and "Number" in warning.value
+    assert not [b for b in at.button if b.label.startswith("Right, it is")], "no correction to save for two digits"
+
+
 def test_an_uploaded_image_of_either_polarity_is_recognised(shipped, small_mnist):
     at = app()
     at.radio(key="input_source").set_value("Upload").run()
