@@ -1,6 +1,7 @@
 """Serving side: drawings that are not one digit, told apart before anyone trusts the model's answer.
 
     doubt_about(image)    # "several digits", "a scribble", or None for what may be one digit
+    doubt_about_ink(ink)  # the same, for the ink preprocessing already found (digit.inference.predict)
 
 A model trained on single digits gives a confident answer for anything: "12" on the single canvas
 reads "2, 98%", a scribble "8, 100%". Two checks on the ink, neither using the model:
@@ -29,7 +30,11 @@ HOLE_AREA = 0.002  # a hole counts when at least this share of the ink's boundin
 
 def doubt_about(image: np.ndarray) -> str | None:
     """Why `image` is not (surely) one digit, or None."""
-    ink = ink_intensity(image)  # at 160 px: enough for one canvas, and a third of the work of Number mode's 400
+    return doubt_about_ink(ink_intensity(image))
+
+
+def doubt_about_ink(ink: np.ndarray) -> str | None:
+    """The same for ink as the single-digit preprocessing finds it (`Steps.grayscale`, at 160 px)."""
     if _digit_groups(ink) >= 2:
         return SEVERAL_DIGITS
     if enclosed_holes(ink > 0.5) > MAX_HOLES:

@@ -8,13 +8,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from digit.config import NUM_CLASSES
-from digit.doubt import doubt_about
-from digit.preprocessing import preprocess
+from digit.doubt import doubt_about_ink
+from digit.preprocessing import preprocess_steps
 from digit.serving import Predictor
 
 # A prediction less confident than this is shown as "not sure". Chosen on the drawn-style set
@@ -48,11 +48,10 @@ class Prediction:
 
 def predict(model_or_predictor, image: np.ndarray) -> Prediction:
     """Preprocess `image` the MNIST way, then run the model on it; `doubt` says when it is not one digit."""
-    x = preprocess(image)
-    if x is None:
+    steps = preprocess_steps(image)
+    if steps.result is None:
         return Prediction(None, np.full(NUM_CLASSES, 1.0 / NUM_CLASSES), None)
-    probabilities = predict_probabilities(model_or_predictor, x[np.newaxis])[0]
-    return Prediction(int(probabilities.argmax()), probabilities, x, doubt=doubt_about(image))
+    return replace(predict_prepared(model_or_predictor, steps.result), doubt=doubt_about_ink(steps.grayscale))
 
 
 def predict_prepared(model_or_predictor, x: np.ndarray) -> Prediction:
