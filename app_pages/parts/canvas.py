@@ -77,9 +77,9 @@ def controls(key: str = "canvas") -> None:
 
 
 def _state(key: str) -> dict:
-    """`history`: the states kept; `initial`: what the canvas was last told to show; `dropped`: states
-    taken back by Undo or Clear that the canvas may still report until it has redrawn."""
-    return st.session_state.setdefault(f"{key}-state", {"history": [], "initial": None, "revision": 0, "dropped": []})
+    """`history`: the states kept; `initial`: what the canvas was last told to show; `seen`: the
+    canvas's value in the last run (it keeps reporting that value until the canvas sends another)."""
+    return st.session_state.setdefault(f"{key}-state", {"history": [], "initial": None, "revision": 0, "seen": None})
 
 
 def _show_kept(state: dict) -> None:
@@ -94,13 +94,15 @@ def _show_kept(state: dict) -> None:
 
 
 def _record(state: dict, result) -> None:
-    """Keep the canvas's latest state when it is new (not the last one kept, nor one just taken back)."""
+    """Keep what the canvas reports when it is news: a value it sent since the last run, and new.
+
+    A run after Undo or Clear still gets the value from before them: it is not news, so the state
+    taken back stays taken back until the canvas, redrawn, reports again.
+    """
     history, drawing = state["history"], result.json_data
-    if drawing is None or result.image_data is None:
+    news, state["seen"] = drawing != state["seen"], drawing
+    if not news or drawing is None or result.image_data is None:
         return
-    if drawing in state["dropped"]:  # the canvas has not redrawn yet: still the state Undo or Clear took back
-        return
-    state["dropped"].clear()  # the canvas has caught up
     if history and history[-1]["json"] == drawing:
         return
     if not history and not _has_ink(drawing):
@@ -114,13 +116,12 @@ def _record(state: dict, result) -> None:
 def _undo(key: str) -> None:
     state = _state(key)
     if state["history"]:
-        state["dropped"].append(state["history"].pop()["json"])
+        state["history"].pop()
         _show_kept(state)  # the canvas shows the state before the last stroke
 
 
 def _clear(key: str) -> None:
     state = _state(key)
-    state["dropped"].extend(entry["json"] for entry in state["history"][-1:])
     state["history"].clear()
     _show_kept(state)
 
