@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--data", type=Path, help="an mnist.npz to read (default: $DIGIT_MNIST_NPZ, else Keras' download)"
     )
+    train.add_argument(
+        "--pen-redraw",
+        type=float,
+        help="share of the training digits redrawn with a pen and prepared as drawings are (0-1; default: 0)",
+    )
+    train.add_argument("--init", type=Path, help="start from this .keras model's weights (same --arch)")
     train.add_argument("--out", type=Path, help="where to save the .keras file (default: runs/ARCH-TIME.keras)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_job_arguments(train)
@@ -170,9 +176,13 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             limit=args.limit,
             validation_split=args.validation_split,
             seed=args.seed,
+            pen_redraw=args.pen_redraw,
+            init=str(args.init) if args.init else None,
         )
     except ConfigError as error:
         parser.error(str(error))  # exits with status 2
+    if args.init and not args.init.is_file():
+        parser.error(f"--init: no model file at {args.init}")
     out = _out_path(args, parser, config.arch)
     from digit import worker
 

@@ -48,6 +48,8 @@ class TrainConfig:
     limit: int | None = None  # train on the first N training images
     validation_split: float = 0.0
     seed: int = 0
+    pen_redraw: float = 0.0  # share of the training digits redrawn with a pen first (digit.pen_redraw)
+    init: str | None = None  # a .keras model of the same architecture to start from, instead of random weights
 
     @classmethod
     def for_arch(cls, arch: str, **overrides) -> TrainConfig:
@@ -76,6 +78,8 @@ class TrainConfig:
             )
         if not isinstance(self.validation_split, (int, float)) or not 0.0 <= self.validation_split <= 0.5:
             raise ConfigError(f"validation split must be between 0 and 0.5, got {self.validation_split!r}")
+        if not isinstance(self.pen_redraw, (int, float)) or not 0.0 <= self.pen_redraw <= 1.0:
+            raise ConfigError(f"the share redrawn with a pen must be between 0 and 1, got {self.pen_redraw!r}")
 
     def to_dict(self) -> dict:
         """A JSON-ready copy of the settings."""

@@ -12,7 +12,8 @@ import tensorflow as tf
 from digit.augment import add_style_variants
 from digit.config import TrainConfig
 from digit.data import Dataset
-from digit.models import build_model
+from digit.models import ModelError, build_model, load_model
+from digit.pen_redraw import redraw_with_pen
 
 COMPLETED, STOPPED, DIVERGED = "completed", "stopped", "diverged"
 BATCH_NORM_SAMPLE = 5000  # clean training images that re-estimate batch-norm statistics: ~2 s on 2 cores
@@ -46,8 +47,10 @@ def train(
     train_x, train_y, val = _split(data, config.validation_split)
     if config.augment:
         train_x = add_style_variants(train_x, train_y, config.seed)
+    if config.pen_redraw:
+        train_x = redraw_with_pen(train_x, train_y, config.pen_redraw, config.seed)
     steps_per_epoch = int(np.ceil(len(train_x) / config.batch_size))
-    model = build_model(config.arch)
+    model = _starting_model(config)
     model.compile(
         optimizer=keras.optimizers.Adam(_learning_rate(config, steps_per_epoch)),
         loss="sparse_categorical_crossentropy",
@@ -97,6 +100,17 @@ def settle_batch_norm(model: keras.Model, images: np.ndarray, seed: int = 0) -> 
     finally:
         for layer, momentum in zip(norms, momentums, strict=True):
             layer.momentum = momentum
+
+
+def _starting_model(config: TrainConfig) -> keras.Model:
+    """A fresh model of the architecture, or the weights of `config.init` when it names a model."""
+    model = build_model(config.arch)
+    if config.init:
+        start = load_model(config.init)
+        if [w.shape for w in start.weights] != [w.shape for w in model.weights]:
+            raise ModelError(f"{config.init} is not a {config.arch} model: its weights do not fit")
+        model.set_weights(start.get_weights())
+    return model
 
 
 def _split(data: Dataset, validation_split: float):

@@ -71,6 +71,8 @@ def trained(tmp_path_factory, worker_id) -> tuple[dict, Path]:
         (["--validation-split", "0.9"], "validation split"),
         (["--seed", "-1"], "seed"),
         (["--out", "model.h5"], ".keras"),
+        (["--pen-redraw", "2"], "redrawn with a pen"),
+        (["--init", "no-such-model.keras"], "no model file"),
     ],
 )
 def test_train_refuses_invalid_values(args, words):

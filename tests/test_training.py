@@ -13,7 +13,7 @@ from digit.augment import augment_batch
 from digit.config import MAX_BATCH_SIZE, MAX_EPOCHS, ConfigError, TrainConfig
 from digit.data import to_model_input
 from digit.evaluation import evaluate
-from digit.models import build_model
+from digit.models import ModelError, build_model
 from digit.training import COMPLETED, DIVERGED, STOPPED, make_dataset, settle_batch_norm, train
 
 LIMIT = 300
@@ -187,6 +187,8 @@ def test_config_is_frozen_and_json_ready():
         ({"validation_split": -0.1}, "validation split"),
         ({"validation_split": 0.9}, "validation split"),
         ({"seed": -1}, "seed"),
+        ({"pen_redraw": -0.1}, "redrawn with a pen"),
+        ({"pen_redraw": 1.5}, "redrawn with a pen"),
         ({"arch": "resnet"}, "architecture"),
     ],
 )
@@ -207,10 +209,31 @@ def test_out_of_bounds_settings_are_refused(overrides, words):
         {"learning_rate": 1.0},
         {"limit": 1},
         {"validation_split": 0.5},
+        {"pen_redraw": 0.0},
+        {"pen_redraw": 1.0},
     ],
 )
 def test_settings_at_the_bounds_are_accepted(overrides):
     TrainConfig.for_arch("cnn", **overrides).validate()
+
+
+def test_a_run_can_start_from_a_saved_model(cnn_run, small_mnist, tmp_path):
+    path = tmp_path / "start.keras"
+    cnn_run.model.save(path)
+    config = TrainConfig.for_arch("cnn", epochs=1, limit=50, learning_rate=1e-6, init=str(path))
+    result = train(config, small_mnist)
+    started = evaluate(cnn_run.model, small_mnist.x_test, small_mnist.y_test).accuracy
+    fresh = train(TrainConfig.for_arch("cnn", epochs=1, limit=50, learning_rate=1e-6), small_mnist)
+    # A tiny learning rate barely moves the weights: the run keeps what the saved model knew.
+    assert evaluate(result.model, small_mnist.x_test, small_mnist.y_test).accuracy >= started - 0.05
+    assert evaluate(fresh.model, small_mnist.x_test, small_mnist.y_test).accuracy < started - 0.2
+
+
+def test_a_run_refuses_to_start_from_a_model_of_another_architecture(seed_run, small_mnist, tmp_path):
+    path = tmp_path / "seed.keras"
+    seed_run.model.save(path)
+    with pytest.raises(ModelError, match="not a cnn model"):
+        train(TrainConfig.for_arch("cnn", epochs=1, limit=50, init=str(path)), small_mnist)
 
 
 # --- augmentation and the pipeline ------------------------------------------------------------
