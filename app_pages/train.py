@@ -66,9 +66,11 @@ SEED_DEFAULTS = {
 
 
 def arch_label(arch: str) -> str:
-    """'cnn · VGG-style CNN, 469k weights': short enough for the sidebar."""
-    what, weights = ARCHITECTURE_INFO[arch]
-    return f"{arch} · {what}, {weights / 1000:.0f}k weights"
+    """'cnn · 469k weights': short enough for the sidebar's select box (the help says what each is)."""
+    return f"{arch} · {ARCHITECTURE_INFO[arch][1] / 1000:.0f}k weights"
+
+
+ARCH_HELP = "  \n".join(f"**{arch}**: {what}, {weights:,} weights" for arch, (what, weights) in ARCHITECTURE_INFO.items())
 
 
 def settings_sidebar(disabled: bool) -> None:
@@ -81,6 +83,7 @@ def settings_sidebar(disabled: bool) -> None:
             "Architecture",
             ARCHITECTURES,
             format_func=arch_label,
+            help=ARCH_HELP,
             key="cfg_arch",
             on_change=_arch_changed,
             disabled=disabled,

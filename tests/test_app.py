@@ -320,8 +320,8 @@ def test_no_model_at_all_is_a_clear_error_not_a_crash(env, monkeypatch):
 def test_train_page_has_bounded_settings_and_start_stop(env):
     at = app(TRAIN)
     assert at.selectbox(key="cfg_arch").options == [
-        "cnn · VGG-style CNN, 469k weights",
-        "seed · the tutorial's CNN, 82k weights",
+        "cnn · 469k weights",
+        "seed · 82k weights",
     ]
     assert any("9,000 images to train on, 1,000 held out" in c.value for c in at.sidebar.caption)
     epochs, images = at.number_input(key="cfg_epochs"), at.number_input(key="cfg_limit")
