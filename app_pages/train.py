@@ -70,7 +70,9 @@ def arch_label(arch: str) -> str:
     return f"{arch} · {ARCHITECTURE_INFO[arch][1] / 1000:.0f}k weights"
 
 
-ARCH_HELP = "  \n".join(f"**{arch}**: {what}, {weights:,} weights" for arch, (what, weights) in ARCHITECTURE_INFO.items())
+ARCH_HELP = "  \n".join(
+    f"**{arch}**: {what}, {weights:,} weights" for arch, (what, weights) in ARCHITECTURE_INFO.items()
+)
 
 
 def settings_sidebar(disabled: bool) -> None:
