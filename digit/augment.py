@@ -99,7 +99,7 @@ def random_thickness(images: tf.Tensor) -> tf.Tensor:
     return thicker + tf.maximum(-amount, 0.0) * (eroded - images)
 
 
-STYLE_FRACTION = 0.4  # of the 1s and of the 7s that are redrawn in the European style
+STYLE_FRACTION = 0.5  # of the 1s and of the 7s that are redrawn in the European style
 UPSCALE = 4  # strokes are added at 4x and scaled back, for MNIST-like anti-aliasing
 
 
@@ -147,8 +147,8 @@ def _add_flag(big: np.ndarray, mask: np.ndarray, pen: int, rng: np.random.Genera
     top, bottom = rows[0], rows[-1]
     height = bottom - top
     x_top = float(np.flatnonzero(mask[top : top + pen].any(axis=0)).mean())
-    length = height * rng.uniform(0.25, 0.7)
-    angle = np.radians(rng.uniform(20, 60))  # below the horizontal: a flag falls, a 7's bar does not
+    length = height * rng.uniform(0.25, 0.85)
+    angle = np.radians(rng.uniform(15, 60))  # below the horizontal: a flag falls, a 7's bar does not
     end = (x_top - length * np.cos(angle), top + pen / 2 + length * np.sin(angle))
     _line(big, (x_top, top + pen / 2), end, pen)
     if rng.random() < 0.3:  # a base, as some people write it
