@@ -338,11 +338,12 @@ def saved_models() -> None:
     )
     names = [e.name for e in entries]
     by_name = dict(zip(names, entries, strict=True))
+    if st.session_state.get("saved_choice") not in names:  # first visit, or the model chosen was deleted
+        st.session_state["saved_choice"] = served if served in names else names[0]
     name = st.selectbox(
         "Model",
         names,
         key="saved_choice",
-        index=names.index(served) if served in names else 0,
         format_func=lambda n: f"{by_name[n].title} · {percent(by_name[n].test_accuracy)}",
     )
     entry = by_name[name]

@@ -77,6 +77,22 @@ def test_running_it_shows_progress_who_and_the_latest_figures(runner, page):
     assert not [b for b in at.sidebar.button if b.key == "panel_stop"], "only its owner may stop it"
 
 
+def test_after_its_first_batch_the_panel_shows_the_figures_and_no_error(runner):
+    """One batch is no line yet: the panel must not fail on it (it did, in a fragment, on every page)."""
+    runner._state = jobs.Snapshot(
+        run_id=4,
+        state=jobs.RUNNING,
+        owner="me",
+        config=CONFIG,
+        batches=({"step": 1, "epoch": 1, "loss": 2.3, "accuracy": 0.1},),
+        total_steps=10,
+        steps_done=1,
+    )
+    at = visit(PAGES[0])
+    assert "loss 2.300 · accuracy 10.0%" in panel_text(at)
+    assert not at.sidebar.get("html"), "no loss line from a single point"
+
+
 def test_the_owner_can_stop_it_from_the_draw_page(runner):
     at = visit(PAGES[0])
     runner._state = jobs.Snapshot(run_id=4, state=jobs.RUNNING, owner=mine(at), config=CONFIG, total_steps=10)

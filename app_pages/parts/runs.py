@@ -153,7 +153,9 @@ def _panel(snapshot: jobs.Snapshot) -> None:
         st.progress(snapshot.progress, text=progress_text(snapshot))
         if snapshot.batches:
             latest = snapshot.batches[-1]
-            st.html(sparkline([b["loss"] for b in snapshot.batches if "loss" in b]))
+            line = sparkline([b["loss"] for b in snapshot.batches if "loss" in b])
+            if line:  # none until the second batch
+                st.html(line)
             st.caption(f"loss {latest.get('loss', 0):.3f} · accuracy {latest.get('accuracy', 0):.1%}")
         if may_act_on(snapshot):
             st.button("Stop", key="panel_stop", on_click=stop_run, icon=":material/stop:")
