@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from playwright.async_api import Error as PlaywrightError
-from test_browser import CANVAS, ONE, PROGRESS, SEVEN, ZERO
+from test_browser import CANVAS, ONE, PROGRESS, SEVEN, STOPPED_OUTCOME, ZERO
 
 from digit.config import DEFAULT_MODEL_PATH
 from tests.browser.conftest import CHROMIUM_ARGS
@@ -282,7 +282,7 @@ async def stop_run(page) -> None:
     await stop.wait_for()
     if await stop.is_enabled():
         await stop.click()
-        await page.get_by_text("nothing was saved").wait_for()
+        await page.get_by_text(STOPPED_OUTCOME).wait_for()
 
 
 async def crowd_scenario(url: str, chromium: Path, train: bool = True) -> CrowdReport:
