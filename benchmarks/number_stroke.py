@@ -34,7 +34,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, mnist_for_server, streamlit_server  # noqa: E402
 from tests.browser.test_browser import RESET, settle  # noqa: E402
-from tests.browser.test_number_browser import NUMBER, open_page, stroke, write_number  # noqa: E402
+from tests.browser.test_number_browser import NUMBER, mouse_points, open_page, stroke, write_number  # noqa: E402
 from tests.test_number import strokes  # noqa: E402
 
 
@@ -51,6 +51,8 @@ def main() -> None:
         **measure(args.rounds),
         "load_average_after": round(os.getloadavg()[0], 2),
     }
+    number, single = results["seconds"]["number"], results["seconds"]["single"]
+    results["ratio_of_medians"] = round(statistics.median(number) / statistics.median(single), 2)
     print_results(results)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
@@ -68,8 +70,11 @@ def measure(rounds: int) -> dict:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             open_page(page, url)
             for _ in range(rounds):
-                for mode, write in (("number", write_in_number_mode), ("single", write_digit_by_digit)):
-                    choose_mode(page, "Number" if mode == "number" else "Digit")
+                for mode, label, write in (
+                    ("number", "Number", write_in_number_mode),
+                    ("single", "Digit", write_digit_by_digit),
+                ):
+                    choose_mode(page, label)
                     try:
                         times[mode] += write(page)
                     except PlaywrightTimeout:
@@ -93,17 +98,14 @@ def write_digit_by_digit(page) -> list[float]:
     """Each digit of 2046 alone on the single canvas, cleared in between."""
     seconds = []
     for shape in NUMBER:
-        for points in strokes(shape, 70, height=200, bottom=240):
-            seconds.append(stroke(page, [tuple(p) for p in points[:: max(1, len(points) // 16)]] + [tuple(points[-1])]))
+        seconds += [stroke(page, mouse_points(points)) for points in strokes(shape, 70, height=200, bottom=240)]
         page.get_by_role("button", name="Clear", exact=True).click()
         settle(page)
     return seconds
 
 
 def print_results(results: dict) -> None:
-    number, single = results["seconds"]["number"], results["seconds"]["single"]
-    ratio = statistics.median(number) / statistics.median(single)
-    results["ratio_of_medians"] = round(ratio, 2)
+    number, single, ratio = results["seconds"]["number"], results["seconds"]["single"], results["ratio_of_medians"]
     print(f"{results['machine']}, load average {results['load_average_before']} -> {results['load_average_after']}")
     print(f"pen up -> answer, Number mode: median {statistics.median(number):.3f} s (n={len(number)})")
     print(f"pen up -> answer, one digit:   median {statistics.median(single):.3f} s (n={len(single)})")

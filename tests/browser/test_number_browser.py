@@ -83,15 +83,17 @@ def stroke(page, points, scale: float = 1.0) -> float:
     return float(page.wait_for_function(ANSWERED, timeout=30_000).json_value())
 
 
+def mouse_points(points) -> list[tuple[float, float]]:
+    """About 16 points of a drawn stroke, its end included: as often as a mouse reports while drawing."""
+    return [tuple(p) for p in points[:: max(1, len(points) // 16)]] + [tuple(points[-1])]
+
+
 def write_number(page, shapes: list[str], scale: float = 1.0, gap: float = 40) -> list[float]:
     """Write the shapes side by side, one stroke at a time (as tests/test_number.py draws them)."""
     seconds, left = [], 60 / scale
     for shape in shapes:
         digit = strokes(shape, left)
-        for points in digit:
-            seconds.append(
-                stroke(page, [tuple(p) for p in points[:: max(1, len(points) // 16)]] + [tuple(points[-1])], scale)
-            )
+        seconds += [stroke(page, mouse_points(points), scale) for points in digit]
         left = max(s[:, 0].max() for s in digit) + 11 + gap
     return seconds
 
