@@ -327,6 +327,8 @@ def test_the_pages_own_undo_and_clear_and_the_drawing_is_kept_for_the_session(pa
     settle(page, timeout=RUN_SECONDS * 1000)
     page.get_by_role("link", name="Draw", exact=True).click()
     page.locator(CANVAS).wait_for()
+    settle(page, timeout=RUN_SECONDS * 1000)  # until the page is whole: under load it still moves, and a stroke
+    # aimed at the canvas could land on the Clear button below it
     assert wait_for_prediction(page, "1") == "1", "and back from another page"
     wait_for_drawing_shown(page)  # as a person sees it, before drawing on
     assert draw(page, SEVEN_BAR) == "7", "the kept drawing goes on taking strokes"
