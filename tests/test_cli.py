@@ -20,8 +20,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 FIXTURE_NPZ = PROJECT / "tests" / "fixtures" / "mnist-small.npz"
 
 
-def digit_cli(*args: str | Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(PROJECT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+def digit_cli(*args: str | Path, timeout: int = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT), "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     env.pop("DIGIT_MNIST_NPZ", None)  # every command here names its data
     command = [sys.executable, "-m", "digit", *map(str, args)]
     return subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -44,7 +44,8 @@ def trained(tmp_path_factory, worker_id) -> tuple[dict, Path]:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker trains; the other waits and reads the record
         if not record.exists():
             before = stamp(DEFAULT_MODEL_PATH)
-            done = digit_cli("train", "--limit", 300, "--epochs", 1, "--data", FIXTURE_NPZ, "--out", out)
+            train = ("train", "--limit", 300, "--epochs", 1, "--data", FIXTURE_NPZ, "--out", out)
+            done = digit_cli(*train, env={"PYTHONPROFILEIMPORTTIME": "1"})  # every import, on stderr
             result = {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
             result["shipped_before"], result["shipped_after"] = before, stamp(DEFAULT_MODEL_PATH)
             record.write_text(json.dumps(result))
@@ -101,6 +102,17 @@ def test_train_writes_model_and_card(trained):
         "tiny.layers.tflite",
         "tiny.tflite",
     ]  # no temp files
+
+
+def test_training_goes_without_pandas_and_matplotlib(trained):
+    """Keras imports them wherever they are installed; a training process leaves them out (digit/__main__.py)."""
+    result, _ = trained
+    log = [line.split("|") for line in result["stderr"].splitlines() if line.startswith("import time:")]
+    microseconds = {name.strip(): int(total) for _, total, name in log if total.strip().isdigit()}
+    assert microseconds.get("keras", 0) > 100_000  # the log of imports is there
+    # A refused import is logged too, in microseconds; pandas alone takes a good part of a second to load.
+    loaded = {name for name, us in microseconds.items() if name.split(".")[0] in ("pandas", "matplotlib", "scipy")}
+    assert all(microseconds[name] < 1_000 for name in loaded), {name: microseconds[name] for name in loaded}
 
 
 def test_train_never_touches_the_shipped_model(trained):
