@@ -38,10 +38,10 @@ class Dataset:
     y_test: np.ndarray
 
     def limited(self, n: int | None) -> Dataset:
-        """The same data with only the first n training images."""
-        if n is None:
+        """The same data with only the first n training images (copied: the full set can then be let go)."""
+        if n is None or n >= len(self.x_train):
             return self
-        return Dataset(self.x_train[:n], self.y_train[:n], self.x_test, self.y_test)
+        return Dataset(self.x_train[:n].copy(), self.y_train[:n].copy(), self.x_test, self.y_test)
 
 
 def load_mnist(path: str | Path | None = None, test_only: bool = False) -> Dataset:
