@@ -14,7 +14,8 @@ How a drawing becomes digits (NumPy and OpenCV only; no TensorFlow):
    two tall narrow strokes (11) stay apart;
 4. a piece that may hold several digits (much wider than a digit, or with a thin column where
    two digits touch) is cut at its thinnest columns: of the possible cuts, the model's reading
-   decides, and a cut must pay for itself (CUT_COST);
+   decides, with the parts' shapes: a digit is seldom wider than DIGIT_WIDTH, and digits side by
+   side are each about as tall as the group, where a piece cut off one digit (a tail, a bar) is not;
 5. dots, dashes and stray marks far smaller than the digits are not digits;
 6. each digit goes through the same MNIST-style preprocessing as a single drawing, and all of
    them (and the alternatives of step 4) are read in one batch.
@@ -58,18 +59,20 @@ FLOATING = 0.8  # a large piece this much shorter than its neighbour, ending thi
 NOT_A_DIGIT = 0.45  # a lone piece shorter than this fraction of the digits' height is a dot or a dash
 THIN_CUT = 2.5  # a cut through at most this many pen widths of ink ...
 MAX_STROKES_CUT = 1  # ... and this many strokes may be where two digits touch
-CUT_COST = math.log(0.5)  # a cut must make the reading this much more likely than no cut
-MIN_PART_HEIGHT = 0.55  # each side of a cut keeps at least this fraction of the piece's height
+CUT_COST = -0.05  # a cut must make the reading this much more likely than no cut (log-likelihood) ...
+MIN_PART_HEIGHT = 0.55  # ... each side of it keeps at least this fraction of the piece's height ...
+FULL_HEIGHT = 0.85  # ... and a side shorter than this fraction (a tail, a bar, a loop cut off its digit) ...
+HEIGHT_COST = 6.0  # ... loses this much log-likelihood per piece height it lacks: digits side by side are as tall
 CUT_SPACING = 0.12  # candidate cuts at least this fraction of the height apart
 MAX_CUTS = 10  # candidate cuts looked at per group
 CUT_REACH = 0.15  # a cut may lean or bend this fraction of the height either side of where it starts
 PATH_STEP = 0.05  # a cut's cost per pixel of background (ink costs its intensity more) ...
 PATH_TURN = 0.1  # ... per diagonal step (straight cuts are preferred) ...
 PATH_ENTRY = 2.0  # ... and this many pen widths' worth of ink for entering a stroke
-DIGIT_WIDTH = 0.8  # digits are at most about this many heights wide, a 1 ONE_WIDTH, others at least NARROWEST ...
+DIGIT_WIDTH = 0.7  # digits are seldom wider than this many heights, a 1 ONE_WIDTH, others than NARROWEST ...
 ONE_WIDTH = 0.55
 NARROWEST = 0.3
-WIDTH_COST = 4.0  # ... and a part's log-likelihood falls by this much per height of unusual width
+WIDTH_COST = 2.0  # ... and a part's log-likelihood falls by this much per height of unusual width
 PAD = 2  # pixels of background around each digit handed to preprocessing
 
 
@@ -168,6 +171,7 @@ class Part:
     start: int = 0  # it lies between candidate cuts `start` and `end` of its group (0 and last: the ends)
     end: int = 1
     width: float = 0.0  # its width over the digits' height
+    height: float = 1.0  # its height over its group's
 
 
 @dataclass(frozen=True)
@@ -326,7 +330,7 @@ def _cut(group_ink: np.ndarray, piece: _Piece, height: float) -> Group:
             part = _part(np.where(between, group_ink, 0.0), origin)
             if part is None or (end - start < len(paths) - 1 and part.box[3] < MIN_PART_HEIGHT * piece.h):
                 continue
-            parts.append(Part(part.ink, part.box, start, end, part.box[2] / height))
+            parts.append(Part(part.ink, part.box, start, end, part.box[2] / height, part.box[3] / piece.h))
     return Group(tuple(parts), len(paths))
 
 
@@ -420,8 +424,10 @@ def _best_parts(group: Group, readings: dict[int, Prediction]) -> list[int]:
 
 
 def _likelihood(part: Part, reading: Prediction) -> float:
-    """How likely the part is one digit, the one read: its confidence, less for a width unusual for it."""
+    """How likely the part is one digit, the one read: its confidence, less for a width unusual for it
+    and for falling short of its group's height."""
     widest = ONE_WIDTH if reading.digit == 1 else DIGIT_WIDTH
     narrowest = 0.0 if reading.digit == 1 else NARROWEST
     unusual = max(0.0, part.width - widest) + max(0.0, narrowest - part.width)
-    return math.log(max(reading.confidence, 1e-9)) - WIDTH_COST * unusual
+    short = max(0.0, FULL_HEIGHT - part.height)
+    return math.log(max(reading.confidence, 1e-9)) - WIDTH_COST * unusual - HEIGHT_COST * short

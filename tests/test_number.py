@@ -15,7 +15,7 @@ import pytest
 import digit
 from digit.config import DEFAULT_MODEL_PATH, PROJECT_DIR
 from digit.inference import Prediction
-from digit.number import NumberReading, read_number
+from digit.number import NumberReading, Part, _likelihood, read_number
 from digit.preprocessing import ImageError
 from tests.test_app import canvas_key
 
@@ -209,6 +209,26 @@ def test_ones_written_close_are_two_digits(predictor):
 
 def test_digits_overlapping_slightly_in_x_are_separated(predictor):
     assert read_number(predictor, side_by_side("7", "2", "5", gap=-12)).number == "725"
+
+
+@pytest.mark.parametrize("pair", ["14", "17", "41", "71"])
+def test_a_1_touching_its_neighbour_is_a_digit_of_its_own(predictor, pair):
+    first, second = strokes(pair[0], 100), strokes(pair[1], 300)
+    overlap = min(s[:, 0].min() for s in second) - max(s[:, 0].max() for s in first) - PEN + 6
+    second = [s - (overlap, 0) for s in second]  # the ink of the second overlaps the first's by 6 px
+    assert touching(write(first), write(second))
+    assert read_number(predictor, write(first, second)).number == pair
+
+
+def test_a_wide_digit_is_not_cut_in_two(predictor):
+    wide = [np.column_stack([100 + 1.8 * (s[:, 0] - 100), s[:, 1]]) for s in strokes("4", 100)]
+    assert read_number(predictor, write(wide)).number == "4"
+
+
+def test_a_part_short_of_its_groups_height_is_less_likely_a_digit():
+    reading = Prediction(6, np.full(10, 0.01) + 0.9 * np.eye(10)[6], None)
+    full, short = (Part(np.zeros((1, 1)), (0, 0, 1, 1), width=0.6, height=h) for h in (1.0, 0.6))
+    assert _likelihood(short, reading) < _likelihood(full, reading) == pytest.approx(math.log(0.91))
 
 
 # Where it runs
