@@ -141,6 +141,21 @@ def test_a_drawing_in_the_canvas_is_recognised(shipped, small_mnist, index):
     assert at.get("image"), "the 28x28 model input is shown"
 
 
+@pytest.mark.parametrize("button", ["canvas-undo", "canvas-clear"])
+def test_a_drawing_taken_back_stays_taken_back_in_whatever_order_the_runs_end(shipped, small_mnist, button):
+    """After Undo or Clear, a run still carrying the old drawing may end after the redrawn canvas's report."""
+    drawing = as_canvas(small_mnist.x_test[0])
+    at = draw(app(), drawing)
+    assert metric(at, "Prediction") == str(small_mnist.y_test[0])
+    at.button(key=button).click().run()  # this run still holds the drawing: taken back all the same
+    assert metric(at, "Prediction") == "–"
+    draw(at, np.zeros_like(drawing))  # the redrawn canvas reports: empty
+    draw(at, drawing)  # ... and then an interrupted run with the old value ends (Streamlit's fast reruns)
+    assert metric(at, "Prediction") == "–", "the drawing taken back came back"
+    draw(at, as_canvas(small_mnist.x_test[1]))  # a new drawing is kept
+    assert metric(at, "Prediction") == str(small_mnist.y_test[1])
+
+
 def test_the_preprocessing_steps_show_on_demand(shipped, small_mnist):
     at = draw(app(), as_canvas(small_mnist.x_test[0]))
     assert len(at.get("image")) == 1, "only the model input until asked"

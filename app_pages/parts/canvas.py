@@ -8,9 +8,17 @@ in the session. Undo and Clear hand the canvas an earlier state as its `initial_
 component redraws itself when that value changes, in place (one canvas, one key, so nothing on the
 page jumps and a busy server cannot leave a stale second canvas on screen to draw on). Coming back
 to the page, or from Upload to Draw, shows the kept drawing again the same way.
+
+The canvas keeps reporting its last value until it sends another, so runs after Undo or Clear
+still carry what was taken back; and a run interrupted by the next one (Streamlit's fast reruns)
+may finish after it. So a value counts as news when the canvas itself says it sent it (its
+on_change), and what Undo and Clear took back is remembered: a run that merely carries it keeps
+nothing, in whatever order the runs end.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import cv2
 import numpy as np
@@ -21,6 +29,7 @@ from app_pages.common import view_changed
 
 CANVAS_SIZE = 280
 HISTORY = 30  # states kept for Undo: PNGs of a few kB each
+TAKEN_BACK = 2 * HISTORY  # states taken back by Undo and Clear, remembered so that none comes back
 
 
 def drawing(
@@ -45,6 +54,7 @@ def drawing(
         return_image_data=True,
         update_streamlit=True,
         key=key,
+        on_change=partial(_sent, key),
     )
     _record(state, result)
     if buttons:
@@ -77,9 +87,12 @@ def controls(key: str = "canvas") -> None:
 
 
 def _state(key: str) -> dict:
-    """`history`: the states kept; `initial`: what the canvas was last told to show; `seen`: the
-    canvas's value in the last run (it keeps reporting that value until the canvas sends another)."""
-    return st.session_state.setdefault(f"{key}-state", {"history": [], "initial": None, "revision": 0, "seen": None})
+    """`history`: the states kept; `initial`: what the canvas was last told to show; `taken_back`:
+    the drawings Undo and Clear took back (and the canvas's value then); `sent`: the drawing the
+    canvas last sent, as its on_change said (None since the last Undo or Clear)."""
+    return st.session_state.setdefault(
+        f"{key}-state", {"history": [], "initial": None, "revision": 0, "taken_back": [], "sent": None}
+    )
 
 
 def _show_kept(state: dict) -> None:
@@ -93,15 +106,27 @@ def _show_kept(state: dict) -> None:
     state["initial"] = {**kept, "digitRevision": state["revision"]}
 
 
-def _record(state: dict, result) -> None:
-    """Keep what the canvas reports when it is news: a value it sent since the last run, and new.
+def _sent(key: str) -> None:
+    """The canvas sent a drawing (its on_change, at the start of the run that brings it)."""
+    _state(key)["sent"] = _reported(key)
 
-    A run after Undo or Clear still gets the value from before them: it is not news, so the state
-    taken back stays taken back until the canvas, redrawn, reports again.
+
+def _reported(key: str) -> dict | None:
+    """The drawing the canvas holds now, as the component keeps it in the session (its fabric.js JSON)."""
+    return ((st.session_state.get(key) or {}).get("drawing") or {}).get("raw")
+
+
+def _record(state: dict, result) -> None:
+    """Keep what the canvas reports when it is a new drawing, and not the last state kept.
+
+    New: the canvas sent it, or (a value set without the canvas, as in tests) Undo or Clear did not
+    take it back. A run after Undo or Clear still carries the value from before them, in any order
+    with the run of the redrawn canvas's report: the state taken back stays taken back either way.
     """
     history, drawing = state["history"], result.json_data
-    news, state["seen"] = drawing != state["seen"], drawing
-    if not news or drawing is None or result.image_data is None:
+    if drawing is None or result.image_data is None:
+        return
+    if drawing != state["sent"] and drawing in state["taken_back"]:
         return
     if history and history[-1]["json"] == drawing:
         return
@@ -116,14 +141,22 @@ def _record(state: dict, result) -> None:
 def _undo(key: str) -> None:
     state = _state(key)
     if state["history"]:
-        state["history"].pop()
+        _take_back(state, key, [state["history"].pop()])
         _show_kept(state)  # the canvas shows the state before the last stroke
 
 
 def _clear(key: str) -> None:
     state = _state(key)
+    _take_back(state, key, state["history"])
     state["history"].clear()
     _show_kept(state)
+
+
+def _take_back(state: dict, key: str, taken: list[dict]) -> None:
+    """Remember the drawings taken back, and the canvas's value now: the run Undo or Clear starts carries it."""
+    drawings = [*state["taken_back"], *(kept["json"] for kept in taken), _reported(key)]
+    state["taken_back"] = [drawing for drawing in drawings if drawing is not None][-TAKEN_BACK:]
+    state["sent"] = None  # so that the run Undo or Clear starts, still carrying the canvas's value, keeps nothing
 
 
 def _has_ink(drawing: dict) -> bool:
