@@ -111,7 +111,7 @@ def test_training_goes_without_pandas_and_matplotlib(trained):
     microseconds = {name.strip(): int(total) for _, total, name in log if total.strip().isdigit()}
     assert microseconds.get("keras", 0) > 100_000  # the log of imports is there
     # A refused import is logged too, in microseconds; pandas alone takes a good part of a second to load.
-    loaded = {name for name, us in microseconds.items() if name.split(".")[0] in ("pandas", "matplotlib", "scipy")}
+    loaded = {name for name in microseconds if name.split(".")[0] in ("pandas", "matplotlib", "scipy")}
     assert all(microseconds[name] < 1_000 for name in loaded), {name: microseconds[name] for name in loaded}
 
 

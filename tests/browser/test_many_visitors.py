@@ -198,19 +198,8 @@ async def idle(page) -> None:
     await page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
 
 
-# Each stroke reports one extra point along its first line, at a place that differs from stroke to
-# stroke: the same drawing, but never the same stroke twice, as with a person. A stroke identical to
-# the canvas's last value would not be news to the page: after Clear, the run Clear started (still
-# holding the old value) and the run of the redrawn canvas's report can finish in either order on a
-# busy server, and the same "0" drawn again after Clear then went unanswered.
-STROKES_DRAWN = itertools.count()
-
-
 async def stroke(page, points: list[tuple[float, float]]) -> None:
     """One pen stroke with the mouse, a move every ~15 px as a mouse reports (as in test_browser)."""
-    along = 0.2 + 0.6 * (next(STROKES_DRAWN) * 0.618034 % 1)  # golden-ratio steps: no place comes back
-    (x0, y0), (x1, y1) = points[:2]
-    points = [points[0], (x0 + (x1 - x0) * along, y0 + (y1 - y0) * along), *points[1:]]
     box = await page.locator(CANVAS).bounding_box()
     await page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
     await page.mouse.down()
