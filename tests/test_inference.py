@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from digit.data import to_model_input
-from digit.inference import UNSURE_BELOW, Prediction, predict, predict_prepared, predict_probabilities
+from digit.inference import Prediction, hesitates, predict, predict_prepared, predict_probabilities
 from digit.keras_predictor import compiled
 from digit.models import build_model
 from digit.preprocessing import ImageError, preprocess
@@ -66,8 +66,24 @@ def test_prediction_fields(cnn, mnist_digits):
     assert p.confidence == pytest.approx(p.probabilities.max())
     assert p.runner_up != p.digit
     assert p.probabilities[p.runner_up] == np.sort(p.probabilities)[-2]
-    assert p.unsure == (p.confidence < UNSURE_BELOW)
+    assert p.unsure == hesitates(p.probabilities)
     np.testing.assert_array_equal(p.model_input, preprocess(image))
+
+
+@pytest.mark.parametrize(
+    "top, others, unsure",
+    [
+        ([0.95, 0.05], [], False),  # sure
+        ([0.85, 0.15], [], False),  # torn between two, mostly right
+        ([0.85, 0.12], [0.03], True),  # ... and some on a third: as scribbles spread
+        ([0.7, 0.3], [], True),  # too little confidence, whatever the rest
+    ],
+)
+def test_not_sure_when_too_little_confidence_or_spread_over_several_digits(top, others, unsure):
+    probabilities = np.zeros(10)
+    probabilities[[3, 8, 5][: len(top) + len(others)]] = top + others
+    assert hesitates(probabilities) == unsure
+    assert Prediction(3, probabilities, None).unsure == unsure
 
 
 def test_blank_gives_no_digit(cnn):
