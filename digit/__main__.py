@@ -14,5 +14,8 @@ UNUSED_BY_TRAINING = ("pandas", "matplotlib", "scipy")
 if sys.argv[1:2] and sys.argv[1] in TRAINING_COMMANDS:
     for name in UNUSED_BY_TRAINING:
         sys.modules.setdefault(name, None)  # `import pandas` then fails, and Keras goes without it
+    from digit import resident
+
+    resident.enable()  # and the library code TensorFlow runs once goes back to the kernel: digit/resident.py
 
 sys.exit(main())

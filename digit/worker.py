@@ -38,6 +38,7 @@ from typing import TextIO
 import keras
 
 from digit.config import FinetuneConfig, TrainConfig
+from digit.resident import release_library_pages
 
 MAX_POINTS = 600  # batch-level points per run: enough for a smooth curve, little to send
 EXIT_STOPPED = 3  # the exit status of a run ended by "stop" on its control input
@@ -164,6 +165,25 @@ class Recorder(keras.callbacks.Callback):
         return (now - began) / (step - first_step) * max(self.total_steps - step, 0)
 
 
+class ReleaseLibraryPages(keras.callbacks.Callback):
+    """Pages out the code that tracing ran, once the first training and validation steps are traced."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.traced: set[str] = set()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._once("train")
+
+    def on_test_end(self, logs=None):
+        self._once("test")
+
+    def _once(self, step: str) -> None:
+        if step not in self.traced:
+            self.traced.add(step)
+            release_library_pages()
+
+
 def _floats(logs: dict | None, *keys: str) -> dict:
     logs = logs or {}
     return {k: float(logs[k]) for k in keys if k in logs and math.isfinite(float(logs[k]))}
@@ -208,6 +228,7 @@ class Session:
     @classmethod
     def open(cls, events: str | None, nice: int = 0, control_stdin: bool = False) -> Session:
         lower_priority(nice)
+        release_library_pages()  # TensorFlow's import-time registrations (keras above imported it)
         stream = sys.stdout if events == "-" else (open(events, "a") if events else None)  # noqa: SIM115
         control = Control().listen(sys.stdin) if control_stdin else None
         return cls(Events(stream), control, sys.stderr if events == "-" else sys.stdout)
@@ -262,7 +283,7 @@ class TrainJob:
         data = load_mnist(self.data).limited(self.config.limit)  # the Train page's 10,000 of 60,000: 40 MB less
         session.say(f"training {self.config.arch} on {len(data.x_train)} images: {json.dumps(self.config.to_dict())}")
         session.emit("phase", phase="running")
-        callbacks = [Recorder(session.emit)]
+        callbacks = [Recorder(session.emit), ReleaseLibraryPages()]
         result = train(self.config, data, callbacks=callbacks, verbose=0 if session.quiet else 2)
         if not result.completed:
             return _not_completed(session, result, self.config.epochs)
@@ -294,7 +315,9 @@ class FinetuneJob:
         data = load_mnist(self.data)
         session.say(f"fine-tuning {self.base.name} on {len(images)} corrections: {json.dumps(self.config.to_dict())}")
         session.emit("phase", phase="running")
-        result = finetune(base, images, labels, data, self.config, callbacks=[Recorder(session.emit)])
+        result = finetune(
+            base, images, labels, data, self.config, callbacks=[Recorder(session.emit), ReleaseLibraryPages()]
+        )
         if not result.completed:
             return _not_completed(session, result, self.config.epochs)
         card = {
