@@ -13,7 +13,9 @@ and its training child, from /proc). In this order, each against its target (iss
    launching the server to the first answer in the browser (the page is opened as soon as
    /_stcore/health answers, a "1" is drawn, the **Prediction** metric is read until it shows a
    digit). Target: <= 0.6x import tensorflow. `import digit; digit.load_predictor()` in a fresh
-   process is timed too, for reference.
+   process is timed too, for reference. So is the floor that Streamlit and the canvas set: the
+   same steps against a bare page of Streamlit's, the same canvas and one metric, no model, no
+   library of ours (`FLOOR_APP`), in the same interpreter.
 2. after the first answer and 30 drawings (5 sessions, each drawing 6 digits, clearing the
    canvas between them): target <= 250 MB.
 3. training with the Train page's defaults, started by clicking "Start training": the peak,
@@ -217,17 +219,19 @@ def mnist_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def start_server(registry: Path, mnist: Path | None, extra_env: dict[str, str], log: Path) -> tuple:
+def start_server(
+    registry: Path, mnist: Path | None, extra_env: dict[str, str], log: Path, app: Path = PROJECT / "app.py"
+) -> tuple:
     """`streamlit run app.py` headless on a free port; returns (process, url)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DIGIT_MNIST_NPZ"}
     env |= {"DIGIT_REGISTRY_DIR": str(registry), "PYTHONPATH": str(PROJECT), **extra_env}
     if mnist is not None:
         env["DIGIT_MNIST_NPZ"] = str(mnist)
-    command = [PYTHON[0], "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
+    command = [PYTHON[0], "-m", "streamlit", "run", app.name, "--server.headless", "true"]
     command += ["--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     with log.open("w") as output:
-        process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=app.parent, env=env, stdout=output, stderr=subprocess.STDOUT)
     return process, f"http://127.0.0.1:{port}"
 
 
@@ -340,6 +344,41 @@ def first_answer(browser, url: str, process, log: Path, launched: float) -> tupl
         "predicted": digit,
     }
     return figures, context, page
+
+
+# The least a Streamlit page with this canvas takes to its first answer: the page's canvas, as the
+# Draw page sets it up, and a metric that says "1" once anything is drawn. No model, no digit/.
+FLOOR_APP = """
+import streamlit as st
+from streamlit_drawable_canvas import st_canvas
+
+st.set_page_config(page_title="floor", layout="wide")
+drawing = st_canvas(
+    stroke_width=18, stroke_color="#FFFFFF", background_color="#000000", height=280, width=280,
+    drawing_mode="freedraw", return_image_data=True, update_streamlit=True, key="canvas",
+)
+inked = drawing.image_data is not None and drawing.image_data[..., :3].max() > 0
+st.metric("Prediction", "1" if inked else "-")
+"""
+
+
+def measure_floor(run: Report) -> None:
+    """The start-up steps against FLOOR_APP: what Streamlit and the canvas take before any of ours."""
+    from playwright.sync_api import sync_playwright
+
+    print("the floor: a bare Streamlit page with the same canvas -> first answer...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="digit-floor-") as tmp, sync_playwright() as playwright:
+        app, log = Path(tmp) / "floor_app.py", Path(tmp) / "server.log"
+        app.write_text(FLOOR_APP)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        launched = time.perf_counter()
+        process, url = start_server(Path(tmp) / "registry", None, {}, log, app)
+        try:
+            run.results["floor"], context, _ = first_answer(browser, url, process, log, launched)
+            context.close()
+        finally:
+            stop_server(process)
+            browser.close()
 
 
 def measure_drawings(browser, url: str, first_page, pid: int) -> tuple[dict, list]:
@@ -570,6 +609,10 @@ def startup_rows(results: dict, checks: dict) -> list[tuple[str, str, str]]:
         rows.append(
             ("  first answer / import tensorflow", f"{ratio[0]:.2f}x", target(checks, "first_answer_over_import_tf"))
         )
+    if (floor := results.get("floor")) and (tf := results.get("import_tensorflow")):
+        label = "bare Streamlit page, same canvas -> first answer"
+        rows.append((label, f"{floor['first_prediction_s']:.2f} s", "the floor: no model, no digit/"))
+        rows.append(("  floor / import tensorflow", f"{floor['first_prediction_s'] / tf['best_s']:.2f}x", ""))
     return rows
 
 
@@ -668,6 +711,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         measure_cold_processes(run)
     measure_app(run, args, mnist)
+    if "startup" not in args.skip:
+        measure_floor(run)
     checks = verdicts(run.results)
     out = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
