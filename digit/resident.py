@@ -35,12 +35,10 @@ def release_library_pages() -> int:
     madvise = _madvise() if _enabled else None
     if madvise is None:
         return 0
-    asked = 0
-    for start, end in library_mappings():
-        if madvise(start, end - start, MADV_PAGEOUT) != 0:
-            return asked  # EINVAL: a kernel without MADV_PAGEOUT; the rest would fail the same way
-        asked += end - start
-    return asked
+    # A mapping the kernel will not page out (locked, a device's, or a kernel before 5.4: EINVAL)
+    # is left as it is; the others still go.
+    spans = [(start, end - start) for start, end in library_mappings()]
+    return sum(length for start, length in spans if madvise(start, length, MADV_PAGEOUT) == 0)
 
 
 def library_mappings(maps: str = MAPS) -> list[tuple[int, int]]:
