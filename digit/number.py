@@ -13,7 +13,8 @@ How a drawing becomes digits (NumPy and OpenCV only; no TensorFlow):
    join the digit they sit on, and the two strokes of a 4 join when one holds the other;
    two tall narrow strokes (11) stay apart;
 4. a piece that may hold several digits (much wider than a digit, or with a thin column where
-   two digits touch) is cut at its thinnest columns: of the possible cuts, the model's reading
+   two digits touch) is cut at its thinnest columns, or down the seam where a stroke lies against
+   its neighbour's (a 1 written close to a 0): of the possible cuts, the model's reading
    decides, with the parts' shapes: a digit is seldom wider than DIGIT_WIDTH, and digits side by
    side are each about as tall as the group, where a piece cut off one digit (a tail, a bar) is not;
 5. dots, dashes and stray marks far smaller than the digits are not digits;
@@ -63,12 +64,16 @@ CUT_COST = -0.05  # a cut must make the reading this much more likely than no cu
 MIN_PART_HEIGHT = 0.55  # ... each side of it keeps at least this fraction of the piece's height ...
 FULL_HEIGHT = 0.85  # ... and a side shorter than this fraction (a tail, a bar, a loop cut off its digit) ...
 HEIGHT_COST = 6.0  # ... loses this much log-likelihood per piece height it lacks: digits side by side are as tall
-CUT_SPACING = 0.12  # candidate cuts at least this fraction of the height apart
+CUT_SPACING = 0.12  # candidate cuts start this fraction of the height apart (and half-way) ...
+DISTINCT = 1.5  # ... and are kept when this many pen-wide squares of ink lie between them and any kept before
 MAX_CUTS = 10  # candidate cuts looked at per group
 CUT_REACH = 0.15  # a cut may lean or bend this fraction of the height either side of where it starts
 PATH_STEP = 0.05  # a cut's cost per pixel of background (ink costs its intensity more) ...
 PATH_TURN = 0.1  # ... per diagonal step (straight cuts are preferred) ...
 PATH_ENTRY = 2.0  # ... and this many pen widths' worth of ink for entering a stroke
+PEN_RUNS = 30  # a pen's width: this percentile of the runs of ink along rows (a seam's own runs are wider)
+SEAM_WIDTHS = (1.4, 2.2)  # ink this many pen widths wide ...
+SEAM_HEIGHT = 1.5  # ... over this many pen widths of height (not a bar) is two strokes side by side: a seam
 DIGIT_WIDTH = 0.7  # digits are seldom wider than this many heights, a 1 ONE_WIDTH, others than NARROWEST ...
 ONE_WIDTH = 0.55
 NARROWEST = 0.3
@@ -350,7 +355,9 @@ def _candidate_cuts(ink: np.ndarray, height: float) -> list[np.ndarray]:
     """Where two digits may meet: top-to-bottom paths through the least ink (each an array of columns, one per row).
 
     A path may lean and bend (digits overlap in x, a 1 leans into its neighbour); where two digits
-    touch it crosses little ink, in one place (a cut through a 0 crosses two strokes).
+    touch it crosses little ink, in one place (a cut through a 0 crosses two strokes), or runs down
+    the seam of two strokes side by side. Paths with little ink between them cut the group alike:
+    only the one crossing less ink is kept.
     """
     mask = ink >= INK_THRESHOLD
     width = mask.shape[1]
@@ -360,29 +367,60 @@ def _candidate_cuts(ink: np.ndarray, height: float) -> list[np.ndarray]:
     spacing = max(2, round(CUT_SPACING * height))
     pen = max(1.0, stroke_width(mask.astype(np.float32)))
     starts = np.arange(margin, width - margin, max(1, spacing // 2))
-    paths = _cheapest_paths(ink, starts, round(CUT_REACH * height), PATH_ENTRY * pen)
-    on = mask[np.arange(mask.shape[0]), paths]  # (paths, rows): where each path crosses ink
+    weight, run_pen = _seam_weight(mask)
+    paths = _cheapest_paths(ink * weight, mask, starts, round(CUT_REACH * height), PATH_ENTRY * pen)
+    every_row = np.arange(mask.shape[0])
+    on = mask[every_row, paths]  # (paths, rows): where each path crosses ink
     strokes = on[:, 0] + (on[:, 1:] & ~on[:, :-1]).sum(axis=1)
     inside = (paths.min(axis=1) >= margin) & (paths.max(axis=1) < width - margin)
-    thin = (on.sum(axis=1) <= THIN_CUT * pen) & (strokes <= MAX_STROKES_CUT) & inside
+    crossing = (on * weight[every_row, paths]).sum(axis=1) / pen
+    thin = (crossing <= THIN_CUT) & (strokes <= MAX_STROKES_CUT) & inside
+    left_of = np.hstack([np.zeros((mask.shape[0], 1)), np.cumsum(mask, axis=1)])  # ink left of each column
     chosen: list[np.ndarray] = []
-    for index in np.flatnonzero(thin)[np.argsort(on[thin].sum(axis=1), kind="stable")]:
-        if len(chosen) < MAX_CUTS and all(np.abs(paths[index] - c).mean() >= spacing for c in chosen):
+    for index in np.flatnonzero(thin)[np.argsort(crossing[thin], kind="stable")]:
+        ink_left = left_of[every_row, paths[index]]
+        if len(chosen) < MAX_CUTS and all(
+            np.abs(ink_left - left_of[every_row, c]).sum() >= DISTINCT * run_pen**2 for c in chosen
+        ):
             chosen.append(paths[index])
     return sorted(chosen, key=lambda c: c.mean())
 
 
-def _cheapest_paths(ink: np.ndarray, columns: np.ndarray, reach: int, entry: float) -> np.ndarray:
+def _seam_weight(mask: np.ndarray) -> tuple[np.ndarray, float]:
+    """How much each pixel of ink counts against a cut through it (1, except along a seam), and the pen's width.
+
+    One pen draws strokes one pen wide (most rows cross strokes about a pen wide: a low percentile of
+    the runs of ink); ink about two pens wide over a good height is two strokes side by side (a 1
+    written against its neighbour's stem, a 0's side): down its middle, their seam, a cut costs little.
+    """
+    rows, width = mask.shape
+    starts = mask & ~np.hstack([np.zeros((rows, 1), bool), mask[:, :-1]])
+    run = np.where(mask, np.cumsum(starts, axis=1) + (np.arange(rows) * width)[:, None], 0)
+    lengths = np.bincount(run.ravel(), minlength=rows * width + width)
+    first = np.zeros_like(lengths)
+    first[run[starts]] = np.flatnonzero(starts.ravel()) % width
+    run_width, centre = lengths[run], first[run] + (lengths[run] - 1) / 2
+    pen = max(1.0, float(np.percentile(lengths[run[starts]], PEN_RUNS))) if starts.any() else 1.0
+    wide = mask & (run_width >= SEAM_WIDTHS[0] * pen) & (run_width <= SEAM_WIDTHS[1] * pen)
+    tall = max(1, round(SEAM_HEIGHT * pen))
+    seam = cv2.morphologyEx(wide.view(np.uint8), cv2.MORPH_OPEN, np.ones((tall, 1), np.uint8)).view(bool)
+    offset = np.abs(np.arange(width)[None, :] - centre) / np.maximum(run_width / 2, 1)
+    return np.where(seam, np.clip(offset, 0.0, 1.0), 1.0).astype(np.float32), pen
+
+
+def _cheapest_paths(
+    cost_ink: np.ndarray, mask: np.ndarray, columns: np.ndarray, reach: int, entry: float
+) -> np.ndarray:
     """(len(columns), rows): for each start column, the top-to-bottom path through the least ink within `reach` of it.
 
-    Each pixel costs its ink and PATH_STEP, a diagonal step PATH_TURN more, and entering a stroke `entry`
-    more: one long crossing (where two digits touch) is cheaper than two short ones (through a 0).
+    Each pixel costs its ink (`cost_ink`) and PATH_STEP, a diagonal step PATH_TURN more, and entering a stroke
+    (`mask`) `entry` more: one long crossing (where two digits touch) is cheaper than two short ones (through a 0).
     """
-    rows, width = ink.shape
+    rows, width = cost_ink.shape
     bands = columns[:, None] + np.arange(-reach, reach + 1)  # (paths, band): the columns each path may use
     inside = (bands >= 0) & (bands < width)
-    cost_of = np.where(inside, ink[:, bands.clip(0, width - 1)] + PATH_STEP, np.inf)
-    on = inside & (ink[:, bands.clip(0, width - 1)] >= INK_THRESHOLD)
+    cost_of = np.where(inside, cost_ink[:, bands.clip(0, width - 1)] + PATH_STEP, np.inf)
+    on = inside & mask[:, bands.clip(0, width - 1)]
     cost = cost_of[0] + entry * on[0]
     moves = np.zeros(cost_of.shape, np.int8)
     wall, dry = np.full((len(columns), 1), np.inf), np.zeros((len(columns), 1), bool)

@@ -15,7 +15,7 @@ import pytest
 import digit
 from digit.config import DEFAULT_MODEL_PATH, PROJECT_DIR
 from digit.inference import Prediction
-from digit.number import NumberReading, Part, _likelihood, read_number
+from digit.number import NumberReading, Part, _likelihood, _seam_weight, read_number
 from digit.preprocessing import ImageError
 from tests.test_app import canvas_key
 
@@ -211,13 +211,28 @@ def test_digits_overlapping_slightly_in_x_are_separated(predictor):
     assert read_number(predictor, side_by_side("7", "2", "5", gap=-12)).number == "725"
 
 
-@pytest.mark.parametrize("pair", ["14", "17", "41", "71"])
+@pytest.mark.parametrize("pair", ["14", "17", "41", "71", "10", "01", "19"])
 def test_a_1_touching_its_neighbour_is_a_digit_of_its_own(predictor, pair):
     first, second = strokes(pair[0], 100), strokes(pair[1], 300)
     overlap = min(s[:, 0].min() for s in second) - max(s[:, 0].max() for s in first) - PEN + 6
     second = [s - (overlap, 0) for s in second]  # the ink of the second overlaps the first's by 6 px
     assert touching(write(first), write(second))
     assert read_number(predictor, write(first, second)).number == pair
+
+
+def test_two_strokes_side_by_side_are_cheap_to_cut_down_their_seam_one_stroke_is_not():
+    zero = np.zeros((130, 140), np.uint8)
+    cv2.ellipse(zero, (60, 65), (40, 55), 0, 0, 360, 1, 13)
+    weight, pen = _seam_weight(zero.astype(bool))
+    assert 11 <= pen <= 16 and weight.min() == 1.0, "strokes a pen wide: no seam"
+    ten = zero.copy()
+    cv2.line(ten, (10, 10), (10, 120), 1, 13)  # a 1 written against the 0's side: ink about 1.5 pens wide
+    weight, _ = _seam_weight(ten.astype(bool))
+    seam = weight[50:80, 5:30]
+    assert seam.min() < 0.2 and weight[65, 5] > 0.6, "cheap down the middle, not at the sides"
+    bar = zero.copy()
+    bar[59:72, 100:140] = 1  # a bar against the 0's side: wide ink, but only a pen tall
+    assert _seam_weight(bar.astype(bool))[0][50:80, 90:].min() == 1.0
 
 
 def test_a_wide_digit_is_not_cut_in_two(predictor):
