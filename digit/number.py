@@ -60,6 +60,7 @@ FLOATING = 0.8  # a large piece this much shorter than its neighbour, ending thi
 NOT_A_DIGIT = 0.45  # a lone piece shorter than this fraction of the digits' height is a dot or a dash
 THIN_CUT = 2.5  # a cut through at most this many pen widths of ink ...
 MAX_STROKES_CUT = 1  # ... and this many strokes may be where two digits touch
+GRAZE = 0.5  # ... not counting ink under this many pen widths: a stroke's edge grazed, a gap of a pixel
 CUT_COST = -0.05  # a cut must make the reading this much more likely than no cut (log-likelihood) ...
 MIN_PART_HEIGHT = 0.55  # ... each side of it keeps at least this fraction of the piece's height ...
 FULL_HEIGHT = 0.85  # ... and a side shorter than this fraction (a tail, a bar, a loop cut off its digit) ...
@@ -214,7 +215,8 @@ class _Piece:
 
 def segment(ink: np.ndarray) -> list[Group]:
     """The groups of ink that are digits, left to right, each with the parts it may be read as."""
-    return [_cut(group_ink, piece, height) for piece, group_ink, height in _digit_groups(ink)]
+    pen = pen_width(ink >= INK_THRESHOLD)  # the whole number's: in a group all seam (1 against 1) runs are two pens
+    return [_cut(group_ink, piece, height, pen) for piece, group_ink, height in _digit_groups(ink)]
 
 
 def separate_digits(ink: np.ndarray) -> int:
@@ -321,12 +323,12 @@ def _is_digit_sized(group_ink: np.ndarray, piece: _Piece, height: float, short_s
     return not (extent < DOT_EXTENT * short_side and fill > DOT_FILL)
 
 
-def _cut(group_ink: np.ndarray, piece: _Piece, height: float) -> Group:
+def _cut(group_ink: np.ndarray, piece: _Piece, height: float, pen: float | None = None) -> Group:
     """The group as one part, or, where it may hold several digits, every part between two candidate cuts."""
     origin = (max(0, piece.x - 1), max(0, piece.y - 1))
     rows, width = group_ink.shape
     ends = (np.zeros(rows, np.int64), np.full(rows, width, np.int64))
-    paths = [ends[0], *_candidate_cuts(group_ink, height), ends[1]]
+    paths = [ends[0], *_candidate_cuts(group_ink, height, pen), ends[1]]
     columns = np.arange(width)
     parts = []
     for start in range(len(paths) - 1):
@@ -351,7 +353,7 @@ def _part(ink: np.ndarray, origin: tuple[int, int]) -> Part | None:
     return Part(crop, box)
 
 
-def _candidate_cuts(ink: np.ndarray, height: float) -> list[np.ndarray]:
+def _candidate_cuts(ink: np.ndarray, height: float, run_pen: float | None = None) -> list[np.ndarray]:
     """Where two digits may meet: top-to-bottom paths through the least ink (each an array of columns, one per row).
 
     A path may lean and bend (digits overlap in x, a 1 leans into its neighbour); where two digits
@@ -367,13 +369,14 @@ def _candidate_cuts(ink: np.ndarray, height: float) -> list[np.ndarray]:
     spacing = max(2, round(CUT_SPACING * height))
     pen = max(1.0, stroke_width(mask.astype(np.float32)))
     starts = np.arange(margin, width - margin, max(1, spacing // 2))
-    weight, run_pen = _seam_weight(mask)
+    weight, run_pen = _seam_weight(mask, run_pen)
     paths = _cheapest_paths(ink * weight, mask, starts, round(CUT_REACH * height), PATH_ENTRY * pen)
     every_row = np.arange(mask.shape[0])
     on = mask[every_row, paths]  # (paths, rows): where each path crosses ink
-    strokes = on[:, 0] + (on[:, 1:] & ~on[:, :-1]).sum(axis=1)
+    cost = on * weight[every_row, paths] / pen  # each row's ink crossed, in pen widths
+    strokes = np.array([_strokes_crossed(row_on, row_cost) for row_on, row_cost in zip(on, cost, strict=True)])
     inside = (paths.min(axis=1) >= margin) & (paths.max(axis=1) < width - margin)
-    crossing = (on * weight[every_row, paths]).sum(axis=1) / pen
+    crossing = cost.sum(axis=1)
     thin = (crossing <= THIN_CUT) & (strokes <= MAX_STROKES_CUT) & inside
     left_of = np.hstack([np.zeros((mask.shape[0], 1)), np.cumsum(mask, axis=1)])  # ink left of each column
     chosen: list[np.ndarray] = []
@@ -386,7 +389,13 @@ def _candidate_cuts(ink: np.ndarray, height: float) -> list[np.ndarray]:
     return sorted(chosen, key=lambda c: c.mean())
 
 
-def _seam_weight(mask: np.ndarray) -> tuple[np.ndarray, float]:
+def _strokes_crossed(on: np.ndarray, cost: np.ndarray) -> int:
+    """How many strokes a path crosses: its runs in ink, those that only graze a stroke's edge left out."""
+    run = np.cumsum(on & ~np.concatenate([[False], on[:-1]])) * on
+    return int((np.bincount(run, weights=cost)[1:] >= GRAZE).sum())
+
+
+def _seam_weight(mask: np.ndarray, pen: float | None = None) -> tuple[np.ndarray, float]:
     """How much each pixel of ink counts against a cut through it (1, except along a seam), and the pen's width.
 
     One pen draws strokes one pen wide (most rows cross strokes about a pen wide: a low percentile of
@@ -400,12 +409,20 @@ def _seam_weight(mask: np.ndarray) -> tuple[np.ndarray, float]:
     first = np.zeros_like(lengths)
     first[run[starts]] = np.flatnonzero(starts.ravel()) % width
     run_width, centre = lengths[run], first[run] + (lengths[run] - 1) / 2
-    pen = max(1.0, float(np.percentile(lengths[run[starts]], PEN_RUNS))) if starts.any() else 1.0
+    pen = pen_width(mask) if pen is None else pen
     wide = mask & (run_width >= SEAM_WIDTHS[0] * pen) & (run_width <= SEAM_WIDTHS[1] * pen)
     tall = max(1, round(SEAM_HEIGHT * pen))
     seam = cv2.morphologyEx(wide.view(np.uint8), cv2.MORPH_OPEN, np.ones((tall, 1), np.uint8)).view(bool)
     offset = np.abs(np.arange(width)[None, :] - centre) / np.maximum(run_width / 2, 1)
     return np.where(seam, np.clip(offset, 0.0, 1.0), 1.0).astype(np.float32), pen
+
+
+def pen_width(mask: np.ndarray) -> float:
+    """The pen's width in pixels: a low percentile (PEN_RUNS) of the runs of ink along the rows."""
+    rows = np.pad(mask, ((0, 0), (1, 1))).view(np.int8)
+    edges = np.diff(rows, axis=1)
+    lengths = np.flatnonzero(edges.ravel() == -1) - np.flatnonzero(edges.ravel() == 1)
+    return max(1.0, float(np.percentile(lengths, PEN_RUNS))) if lengths.size else 1.0
 
 
 def _cheapest_paths(

@@ -15,7 +15,7 @@ import pytest
 import digit
 from digit.config import DEFAULT_MODEL_PATH, PROJECT_DIR
 from digit.inference import Prediction
-from digit.number import NumberReading, Part, _likelihood, _seam_weight, read_number
+from digit.number import NumberReading, Part, _likelihood, _seam_weight, _strokes_crossed, read_number
 from digit.preprocessing import ImageError
 from tests.test_app import canvas_key
 
@@ -218,6 +218,19 @@ def test_a_1_touching_its_neighbour_is_a_digit_of_its_own(predictor, pair):
     second = [s - (overlap, 0) for s in second]  # the ink of the second overlaps the first's by 6 px
     assert touching(write(first), write(second))
     assert read_number(predictor, write(first, second)).number == pair
+
+
+def overlapping(first: str, second: str, overlap: float) -> np.ndarray:
+    """Two shapes written with the second's ink overlapping the first's by `overlap` px (0: just touching)."""
+    left, right = strokes(first, 100), strokes(second, 300)
+    shift = min(s[:, 0].min() for s in right) - max(s[:, 0].max() for s in left) - PEN + overlap
+    return write(left, [s - (shift, 0) for s in right])
+
+
+def test_a_cut_that_grazes_a_strokes_edge_crosses_no_stroke(predictor):
+    assert _strokes_crossed(np.array([0, 1, 1, 0, 0, 1, 1, 1], bool), np.array([0, 0.1, 0.1, 0, 0, 0.4, 0.4, 0.4])) == 1
+    # the 2's arc ends a pixel from the 1, its base meets the 1's foot: the cut between them grazes the arc
+    assert read_number(predictor, overlapping("1", "2", 0)).number == "12"
 
 
 def test_two_strokes_side_by_side_are_cheap_to_cut_down_their_seam_one_stroke_is_not():
