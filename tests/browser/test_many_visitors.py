@@ -69,7 +69,7 @@ STROKES = {
 
 # Injected into every page: when the pen was lifted, and each value the Prediction metric took since.
 WATCH_PREDICTION = """
-window.__digit = {up: null, last: null, changes: [], received: null};
+window.__digit = {up: null, last: null, changes: [], received: null, stateAt: 0};
 window.addEventListener('mouseup', () => {
   window.__digit.up = performance.now();
   window.__digit.changes = [];
@@ -106,14 +106,22 @@ const readPrediction = () => {
   }
   return null;
 };
-new MutationObserver(() => {
+new MutationObserver(records => {
+  if (records.some(r => r.attributeName === 'data-test-script-state')) window.__digit.stateAt = performance.now();
   const value = readPrediction();
   if (value !== window.__digit.last) {
     window.__digit.last = value;
     window.__digit.changes.push([value, performance.now()]);
   }
-}).observe(document, {subtree: true, childList: true, characterData: true});
+}).observe(document, {
+  subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['data-test-script-state'],
+});
 """
+# No run for QUIET_MS: after Clear, the redrawn canvas reports its empty drawing in a run of its own, and a
+# stroke sent while that run goes on joins it; drawing once it is over measures the stroke's own run.
+QUIET_MS = 500
+QUIET = f"""() => document.querySelector('[data-testid="stApp"]')?.getAttribute('data-test-script-state') === 'notRunning'
+             && performance.now() - window.__digit.stateAt > {QUIET_MS}"""
 ANSWERED = "() => window.__digit.changes.some(([v]) => v && v !== '–')"
 LATENCY = "() => { const d = window.__digit; return (d.changes.find(([v]) => v && v !== '–')[1] - d.up) / 1000; }"
 RECEIVED = "() => { const d = window.__digit; return d.received === null ? null : (d.received - d.up) / 1000; }"
@@ -213,7 +221,10 @@ async def stroke(page, points: list[tuple[float, float]]) -> None:
 async def draw(page, digit: str) -> Answer:
     """Draw `digit` on a clear canvas; return the answer and the pen-up-to-answer time seen in the page."""
     await stroke(page, STROKES[digit])
-    await page.wait_for_function(ANSWERED)
+    try:
+        await page.wait_for_function(ANSWERED)
+    except PlaywrightError as error:
+        raise AssertionError(f"no answer to a {digit} drawn: {await what_the_page_shows(page)}") from error
     seconds, received = await page.evaluate(LATENCY), await page.evaluate(RECEIVED)
     await idle(page)
     image = page.locator('[data-testid="stImage"]').filter(has_text="What the model sees").locator("img")
@@ -225,6 +236,15 @@ async def draw(page, digit: str) -> Answer:
     return Answer(
         await metric(page, "Prediction"), seconds, received, await metric(page, "Confidence"), model_input, src
     )
+
+
+async def what_the_page_shows(page) -> str:
+    """For a failure message: whether the stroke is still on the canvas, and what the page says."""
+    lower = page.locator('[data-testid="stBidiComponentIsolated"] canvas.dc-canvas.lower-canvas')
+    empty = await page.evaluate(f"({EMPTY_CANVAS})", await lower.element_handle())
+    state = await page.locator('[data-testid="stApp"]').get_attribute("data-test-script-state")
+    changes = await page.evaluate("() => window.__digit.changes")
+    return f"canvas {'empty' if empty else 'inked'}, script {state}, Prediction values since pen-up {changes}"
 
 
 async def metric(page, label: str) -> str:
@@ -241,7 +261,7 @@ async def clear(page) -> None:
     await page.wait_for_function("() => window.__digit.last === '–'")
     lower = page.locator('[data-testid="stBidiComponentIsolated"] canvas.dc-canvas.lower-canvas')
     await page.wait_for_function(EMPTY_CANVAS, arg=await lower.element_handle())  # as a person sees it, empty
-    await idle(page)
+    await page.wait_for_function(QUIET)
 
 
 async def set_number(page, label: str, value: int) -> None:

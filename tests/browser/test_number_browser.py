@@ -52,18 +52,37 @@ def open_page(page, url: str) -> None:
     page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=60_000)
     page.locator(CANVAS).wait_for()
     page.evaluate(WATCH)
+    wait_quiet(page)
 
 
+def wait_quiet(page) -> None:
+    """Until no run has gone on for QUIET_MS: the canvas reports its size once it is mounted (a second run
+    of the page), and a stroke sent while that run goes on joins it instead of starting a run of its own."""
+    page.wait_for_function(QUIET, timeout=60_000)
+
+
+QUIET_MS = 500
 WATCH = """() => {
-    window.__states = [];
     const app = document.querySelector('[data-testid="stApp"]');
-    new MutationObserver(() => window.__states.push([app.getAttribute("data-test-script-state"), performance.now()]))
+    const state = () => app.getAttribute("data-test-script-state");
+    window.__states = [[state(), performance.now()]];
+    new MutationObserver(() => window.__states.push([state(), performance.now()]))
         .observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
-    document.addEventListener("mouseup", () => { window.__up = performance.now(); }, true);
+    document.addEventListener("mouseup", () => {
+        window.__up = performance.now();
+        window.__runningAtUp = state() === "running";
+    }, true);
 }"""
+QUIET = f"""() => {{
+    const [state, since] = window.__states.at(-1);
+    return state === "notRunning" && performance.now() - since > {QUIET_MS};
+}}"""
+# The end of the run the stroke caused: the first end after a start that followed the pen's lift, or,
+# where a run was still going on at the lift (the stroke then joins it), the first end after the lift.
 ANSWERED = """() => {
-    const start = window.__states.find(([state, t]) => state === "running" && t > window.__up);
-    const end = start && window.__states.find(([state, t]) => state === "notRunning" && t > start[1]);
+    const after = ([state, t], name, since) => state === name && t > since;
+    const start = window.__runningAtUp ? [null, window.__up] : window.__states.find(s => after(s, "running", window.__up));
+    const end = start && window.__states.find(s => after(s, "notRunning", start[1]));
     return end ? (end[1] - window.__up) / 1000 : null;
 }"""
 
@@ -73,6 +92,7 @@ def stroke(page, points, scale: float = 1.0) -> float:
 
     Measured inside the page (WATCH, installed by open_page), so waiting here adds nothing to it.
     """
+    wait_quiet(page)
     box = page.locator(CANVAS).bounding_box()
     (x, y), rest = points[0], points[1:]
     page.mouse.move(box["x"] + x * scale, box["y"] + y * scale)
