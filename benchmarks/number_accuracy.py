@@ -13,10 +13,16 @@ opaque black. "Touching" numbers move each digit left until its ink meets its ne
 Each digit is also drawn alone, at the same height and pen, on the single-digit 280x280
 canvas: the single-digit accuracy on the same digits, so the cost of segmentation shows.
 
+Each number is read twice: as the Number canvas reads it (its pixels and the strokes the canvas
+recorded, in the order they were drawn: digit.number.segment_strokes) and as an uploaded image
+is read (pixels alone: "image only").
+
 A digit counts as read when a digit read in the number has its label and its box overlaps the
 true digit's box by IoU >= 0.5 (each matched once). Prints a table and writes
 benchmarks/results/numbers.json. `--source templates` builds the same numbers from
-digit/drawn.py's hand-authored templates: the set the segmentation's settings were chosen on.
+digit/drawn.py's hand-authored templates (each template stroke a stroke), and `--source mnist`
+from MNIST test digits (image only: a skeleton has no strokes): the sets the segmentation's
+settings were chosen on.
 """
 
 from __future__ import annotations
@@ -106,8 +112,14 @@ def template_digits(seed: int = 0, writers: int = 30, per_digit: int = 12) -> li
                 segments = template_segments(styles[i % len(styles)], rng)  # (M, 2, 2)
                 segments = segments - [0, 0.5]
                 segments[..., 0] -= slant * segments[..., 1]
-                digits.append(PenDigit(label, writer, list(segments)))
+                digits.append(PenDigit(label, writer, chained(segments)))
     return digits
+
+
+def chained(segments: np.ndarray) -> Strokes:
+    """(M, 2, 2) segments as polylines: a segment starting where the last one ended continues its stroke."""
+    breaks = np.flatnonzero(np.abs(segments[1:, 0] - segments[:-1, 1]).max(axis=1) > 1e-9) + 1
+    return [np.vstack([run[:, 0], run[-1:, 1]]) for run in np.split(segments, breaks)]
 
 
 def mnist_digits(count: int = 3000, seed: int = 0) -> list[PenDigit]:
@@ -177,6 +189,7 @@ class Written:
     boxes: list[tuple[int, int, int, int]]  # each digit's ink box (x, y, width, height)
     heights: list[float]  # each digit's height in pixels
     touches: list[bool]  # for touching numbers, whether each pair's ink meets
+    strokes: list[np.ndarray]  # the pen's strokes in canvas pixels (x, y), in the order they were drawn
 
 
 def compose(
@@ -201,35 +214,38 @@ def compose(
     lowest = height - MARGIN - BASELINE_JITTER * base
     bottom_line = rng.uniform(min(MARGIN + max(heights) + BASELINE_JITTER * base, lowest), lowest)
     canvas = np.zeros((height, width), np.uint8)
-    boxes, touches = [], []
+    boxes, touches, drawn = [], [], []
     for i, (strokes, h) in enumerate(zip(scaled, heights, strict=True)):
         y = bottom_line - h + rng.uniform(-BASELINE_JITTER, BASELINE_JITTER) * base + pen / 2
-        ink = _ink(strokes, size, (x + pen / 2, y), pen)
+        offset = np.array([x + pen / 2, y])
+        ink = _ink(strokes, size, tuple(offset), pen)
         if touching and i > 0:
-            ink = _moved_to_touch(canvas, ink, pen, h)
+            ink, shift = _moved_to_touch(canvas, ink, pen, h)
+            offset -= [shift, 0]
             touches.append(bool(((canvas >= 128) & (ink >= 128)).any()))
         canvas = np.maximum(canvas, ink)
         boxes.append(ink_box(ink))
+        drawn += [stroke + offset for stroke in strokes]
         x = boxes[-1][0] + boxes[-1][2] + (gaps[i + 1] if i + 1 < len(number) else 0)
-    return Written(canvas_rgba(canvas), boxes, [float(h) for h in heights], touches)
+    return Written(canvas_rgba(canvas), boxes, [float(h) for h in heights], touches, drawn)
 
 
-def _moved_to_touch(left: np.ndarray, ink: np.ndarray, pen: int, height: float) -> np.ndarray:
-    """`ink` moved sideways until it overlaps the ink already on the canvas by TOUCH pen widths.
+def _moved_to_touch(left: np.ndarray, ink: np.ndarray, pen: int, height: float) -> tuple[np.ndarray, int]:
+    """`ink` moved sideways until it overlaps the ink already on the canvas by TOUCH pen widths, and how far left.
 
     Not deeper than boxes overlapping by MAX_INTERLOCK of the height: a digit does not slide far under
     its neighbour's bar (then the two may not touch; `compose` reports which pairs do).
     """
     rows = np.flatnonzero((left >= 128).any(axis=1) & (ink >= 128).any(axis=1))
     if rows.size == 0:
-        return ink
+        return ink, 0
     right_edge = np.array([np.flatnonzero(left[r] >= 128).max() for r in rows])
     left_edge = np.array([np.flatnonzero(ink[r] >= 128).min() for r in rows])
     contact = float((left_edge - right_edge).min()) - 1 + TOUCH * pen
     box_gap = ink_box(ink)[0] - (np.flatnonzero((left >= 51).any(axis=0)).max() + 1)
     shift = round(min(contact, box_gap + MAX_INTERLOCK * height))
     matrix = np.float32([[1, 0, -shift], [0, 1, 0]])
-    return cv2.warpAffine(ink, matrix, (ink.shape[1], ink.shape[0]))
+    return cv2.warpAffine(ink, matrix, (ink.shape[1], ink.shape[0])), shift
 
 
 def single_canvas(digit: PenDigit, height: float, pen: int = PEN) -> np.ndarray:
@@ -265,62 +281,85 @@ def digits_read(truth: list[int], boxes: list, reading) -> list[bool]:
     return right
 
 
-def measure(predictor, numbers: list[list[PenDigit]], rng, touching: bool, pen: int) -> dict:
-    """Whole-number and per-digit accuracy of read_number, and single-digit accuracy on the same digits."""
+class Tally:
+    """Whole-number, per-digit and count-of-digits accuracy of one way of reading, and its time."""
+
+    def __init__(self) -> None:
+        self.whole, self.count_right, self.per_digit, self.seconds, self.failures = 0, 0, [], [], []
+
+    def add(self, written: Written, truth: list[int], read) -> None:
+        started = time.perf_counter()
+        reading = read(written)
+        self.seconds.append(time.perf_counter() - started)
+        self.per_digit += digits_read(truth, written.boxes, reading)
+        text = "".join(map(str, truth))
+        self.whole += reading.number == text
+        self.count_right += len(reading.digits) == len(truth)
+        if reading.number != text and len(self.failures) < 40:
+            self.failures.append((written.canvas, text, reading.number))
+
+    def figures(self, numbers: int) -> dict:
+        return {
+            "whole_number_accuracy": self.whole / numbers,
+            "per_digit_accuracy": float(np.mean(self.per_digit)),
+            "right_count_of_digits": self.count_right / numbers,
+            "median_ms": 1000 * statistics.median(self.seconds),
+        }
+
+
+def measure(predictor, numbers: list[list[PenDigit]], rng, touching: bool, pen: int, strokes: bool = True) -> dict:
+    """Whole-number and per-digit accuracy of read_number, and single-digit accuracy on the same digits.
+
+    Each number is read twice: as the Number canvas reads it (the image and the strokes it recorded)
+    and as an upload is read (the image alone). `strokes=False` where the digits have no real strokes.
+    """
     from digit.inference import predict
     from digit.number import read_number
 
-    whole, per_digit, single, count_right, seconds, failures, touches = 0, [], [], 0, [], [], []
+    canvas, image_only, single, touches = Tally(), Tally(), [], []
     for number in numbers:
         written = compose(number, rng, touching=touching, pen=pen)
-        canvas, boxes, heights = written.canvas, written.boxes, written.heights
         touches += written.touches
         truth = [d.label for d in number]
-        started = time.perf_counter()
-        reading = read_number(predictor, canvas)
-        seconds.append(time.perf_counter() - started)
-        right = digits_read(truth, boxes, reading)
-        per_digit += right
-        text = "".join(map(str, truth))
-        whole += reading.number == text
-        count_right += len(reading.digits) == len(truth)
-        if reading.number != text and len(failures) < 40:
-            failures.append((canvas, text, reading.number))
+        canvas.add(written, truth, lambda w: read_number(predictor, w.canvas, w.strokes if strokes else None))
+        image_only.add(written, truth, lambda w: read_number(predictor, w.canvas))
         single += [
-            predict(predictor, single_canvas(d, h, pen)).digit == d.label for d, h in zip(number, heights, strict=True)
+            predict(predictor, single_canvas(d, h, pen)).digit == d.label
+            for d, h in zip(number, written.heights, strict=True)
         ]
     n = len(numbers)
     return {
         "numbers": n,
-        "digits": len(per_digit),
-        "whole_number_accuracy": whole / n,
-        "per_digit_accuracy": float(np.mean(per_digit)),
+        "digits": len(canvas.per_digit),
+        **canvas.figures(n),
         "single_digit_accuracy": float(np.mean(single)),
-        "right_count_of_digits": count_right / n,
         "pairs_touching": float(np.mean(touches)) if touches else None,
-        "median_ms": 1000 * statistics.median(seconds),
-        "failures": failures,
+        "image_only": image_only.figures(n),
+        "failures": canvas.failures,
+        "image_only_failures": image_only.failures,
     }
 
 
 def latency(predictor, digits: list[PenDigit], rng, repeats: int) -> dict:
-    """Median time of read_number on the wide canvas (1-6 digits) and of predict on the single canvas."""
+    """Median time of read_number on the wide canvas (1-6 digits; with its strokes, and the image alone)
+    and of predict on the single canvas."""
     from digit.inference import predict
     from digit.number import read_number
 
-    def median_ms(function, images) -> float:
+    def median_ms(function, inputs: list[tuple]) -> float:
         times = []
-        for image in images * repeats:
+        for arguments in inputs * repeats:
             started = time.perf_counter()
-            function(predictor, image)
+            function(predictor, *arguments)
             times.append(time.perf_counter() - started)
         return 1000 * statistics.median(times)
 
-    singles = [single_canvas(d, 0.7 * SINGLE) for d in rng.choice(digits, 20)]
+    singles = [(single_canvas(d, 0.7 * SINGLE),) for d in rng.choice(digits, 20)]
     result = {"single_digit_predict_ms": median_ms(predict, singles)}
     for length in range(1, 7):
-        canvases = [compose(n, rng).canvas for n in numbers_of(digits, length, 20, rng)]
-        result[f"read_number_{length}_digits_ms"] = median_ms(read_number, canvases)
+        written = [compose(n, rng) for n in numbers_of(digits, length, 20, rng)]
+        result[f"read_number_{length}_digits_ms"] = median_ms(read_number, [(w.canvas, w.strokes) for w in written])
+        result[f"read_number_{length}_digits_image_only_ms"] = median_ms(read_number, [(w.canvas,) for w in written])
     return result
 
 
@@ -367,13 +406,15 @@ def main(argv: list[str] | None = None) -> None:
         args.numbers = 60
     predictor = load_predictor(args.model)
     digits = SOURCES[args.source](args.seed)
-    rows, failures = [], []
+    rows, failures, image_only_failures = [], [], []
     for pen in args.pens:
         for touching in (False, True):
             for length in range(2, 7):
                 rng = np.random.default_rng([args.seed, length, int(touching), pen])
-                result = measure(predictor, numbers_of(digits, length, args.numbers, rng), rng, touching, pen)
+                numbers = numbers_of(digits, length, args.numbers, rng)
+                result = measure(predictor, numbers, rng, touching, pen, strokes=args.source != "mnist")
                 failures += result.pop("failures")
+                image_only_failures += result.pop("image_only_failures")
                 rows.append({"pen": pen, "spacing": "touching" if touching else "gaps", "length": length, **result})
                 print_row(rows[-1])
     timing = {} if args.quick else latency(predictor, digits, np.random.default_rng(args.seed), repeats=5)
@@ -382,13 +423,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.source == "pendigits" and not args.quick:
         write_results(args, rows, timing, predictor)
         failure_sheet(failures, args.out.with_name("numbers-failures.png"))
+        failure_sheet(image_only_failures, args.out.with_name("numbers-failures-image-only.png"))
 
 
 def print_row(row: dict) -> None:
+    image = row["image_only"]
     print(
         f"pen {row['pen']:2d} {row['spacing']:8s} {row['length']} digits: whole {row['whole_number_accuracy']:6.1%}"
         f"  per digit {row['per_digit_accuracy']:6.1%}  single {row['single_digit_accuracy']:6.1%}"
-        f"  count right {row['right_count_of_digits']:6.1%}  {row['median_ms']:5.1f} ms  (n={row['numbers']})",
+        f"  count right {row['right_count_of_digits']:6.1%}  {row['median_ms']:5.1f} ms"
+        f"  | image only: whole {image['whole_number_accuracy']:6.1%}  per digit {image['per_digit_accuracy']:6.1%}"
+        f"  count right {image['right_count_of_digits']:6.1%}  {image['median_ms']:5.1f} ms  (n={row['numbers']})",
         flush=True,
     )
 

@@ -25,6 +25,7 @@ How a drawing becomes digits (NumPy and OpenCV only; no TensorFlow):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -48,6 +49,7 @@ from digit.preprocessing import (
     preprocess,
     stroke_width,
 )
+from digit.strokes import digit_order, stroke_masks
 
 WORK_SIZE = 400  # longer side of the working image: a 700x220 canvas is read at 400x126
 SPECK = 0.03  # ink pieces smaller than this fraction of the image's shorter side are noise
@@ -104,10 +106,16 @@ class NumberReading:
         return any(d.unsure for d in self.digits)
 
 
-def read_number(model_or_predictor, image: np.ndarray) -> NumberReading:
-    """Find the digits written in `image`, left to right, and read them all in one batch."""
+def read_number(model_or_predictor, image: np.ndarray, strokes: Sequence[np.ndarray] | None = None) -> NumberReading:
+    """Find the digits written in `image`, left to right, and read them all in one batch.
+
+    `strokes`, where the image was drawn on a canvas that records them (digit.strokes.from_canvas):
+    the pen's strokes, (N, 2) arrays of x, y in the image's pixels, in the order they were drawn.
+    Digits are then found from the strokes (touching digits are separate strokes); the ink read is
+    still the image's. Without strokes (None or none), digits are found from the ink alone.
+    """
     ink, scale = ink_map(image)
-    groups = segment(ink)
+    groups = segment_strokes(ink, [np.asarray(s) * scale for s in strokes]) if strokes else segment(ink)
     parts = [part for group in groups for part in group.parts]
     inputs = [preprocess(part.ink) for part in parts]
     usable = [i for i, x in enumerate(inputs) if x is not None]
@@ -124,7 +132,7 @@ def read_number(model_or_predictor, image: np.ndarray) -> NumberReading:
                 DigitReading(reading.digit, reading.probabilities, reading.model_input, _in_image(box, scale))
             )
         first += len(group.parts)
-    return NumberReading(tuple(digits))
+    return NumberReading(tuple(sorted(digits, key=lambda d: d.box[0] + d.box[2] / 2)))
 
 
 def _in_image(box: tuple[int, int, int, int], scale: float) -> tuple[int, int, int, int]:
@@ -178,6 +186,7 @@ class Part:
     end: int = 1
     width: float = 0.0  # its width over the digits' height
     height: float = 1.0  # its height over its group's
+    apart: bool = False  # drawn as strokes side by side, none reaching over another (11 written close)
 
 
 @dataclass(frozen=True)
@@ -460,6 +469,75 @@ def _cheapest_paths(
 
 
 # ---------------------------------------------------------------------------------------------
+# segmentation by strokes
+
+STROKE_FRINGE = 2.0  # a stroke's ink lies within half a pen and this many pixels of its line
+MAX_STROKES = 4  # a digit is written in at most this many strokes
+STROKE_GAP = 0.08  # the strokes of one digit leave no empty column wider than this fraction of the digits' height
+APART_COST = 1.5  # log-likelihood lost by a part of tall strokes side by side: a digit's strokes reach over one another
+
+
+def segment_strokes(ink: np.ndarray, strokes: Sequence[np.ndarray]) -> list[Group]:
+    """The digits in `ink` drawn as `strokes` (x, y at the working size, in drawing order).
+
+    One group whose candidate cuts lie between strokes: a digit is a run of strokes drawn one after
+    another (digit.strokes.digit_order moves a stroke added to a digit later back beside it), and
+    the model's reading and the parts' shapes choose the runs, as they choose cuts through ink.
+    """
+    mask = ink >= INK_THRESHOLD
+    pen = pen_width(mask)
+    regions = stroke_masks(strokes, ink.shape, pen / 2 + STROKE_FRINGE)
+    spans = [(s[:, 0].min() - pen / 4, s[:, 0].max() + pen / 4) for s in strokes]  # each line in x, some of its ink
+    boxes = [cv2.boundingRect((region & mask).view(np.uint8)) for region in regions]
+    speck = max(2.0, SPECK * min(ink.shape))
+    inked = [i for i, box in enumerate(boxes) if max(box[2], box[3]) > speck]
+    if not inked:
+        return []
+    height = digit_height([_Piece([i], *boxes[i]) for i in inked])
+    spans = [(*span, box[3] / height) for span, box in zip(spans, boxes, strict=True)]
+    kept = [i for i in inked if not _stray(boxes[i], [boxes[k] for k in inked if k != i], height)]
+    order = [kept[i] for i in digit_order([boxes[k] for k in kept])]
+    parts = []
+    for start in range(len(order)):
+        for end in range(start + 1, min(len(order), start + MAX_STROKES) + 1):
+            region = regions[order[start:end]].any(axis=0)
+            part = _part(np.where(region, ink, 0.0), (0, 0))
+            if part is None or _widest_gap(region & mask) > STROKE_GAP * height:
+                continue
+            apart = _side_by_side([spans[k] for k in order[start:end]])
+            parts.append(Part(part.ink, part.box, start, end, part.box[2] / height, part.box[3] / height, apart))
+    return [Group(tuple(parts), len(order) + 1)]
+
+
+def _side_by_side(spans: list[tuple[float, float, float]]) -> bool:
+    """Whether strokes spanning these (left, right, height) fall into a left and a right set that do not overlap
+    in x, each with a stroke as tall as a digit (11 written close; not the L of a 4 beside its stem)."""
+    spans = sorted(spans)
+    for split in range(1, len(spans)):
+        left, right = spans[:split], spans[split:]
+        if (
+            max(s[1] for s in left) <= min(s[0] for s in right)
+            and min(max(s[2] for s in left), max(s[2] for s in right)) >= FULL_HEIGHT
+        ):
+            return True
+    return False
+
+
+def _stray(box: tuple[int, int, int, int], others: list[tuple[int, int, int, int]], height: float) -> bool:
+    """A dot or dash on its own: far shorter than the digits, and near no other stroke."""
+    if box[3] >= NOT_A_DIGIT * height:
+        return False
+    reach = MINOR_REACH * height
+    return all(box[0] - (o[0] + o[2]) > reach or o[0] - (box[0] + box[2]) > reach for o in others)
+
+
+def _widest_gap(mask: np.ndarray) -> int:
+    """The widest run of empty columns between columns with ink."""
+    columns = np.flatnonzero(mask.any(axis=0))
+    return int(np.diff(columns).max() - 1) if columns.size > 1 else 0
+
+
+# ---------------------------------------------------------------------------------------------
 # reading
 
 
@@ -485,4 +563,5 @@ def _likelihood(part: Part, reading: Prediction) -> float:
     narrowest = 0.0 if reading.digit == 1 else NARROWEST
     unusual = max(0.0, part.width - widest) + max(0.0, narrowest - part.width)
     short = max(0.0, FULL_HEIGHT - part.height)
-    return math.log(max(reading.confidence, 1e-9)) - WIDTH_COST * unusual - HEIGHT_COST * short
+    apart = APART_COST if part.apart else 0.0
+    return math.log(max(reading.confidence, 1e-9)) - WIDTH_COST * unusual - HEIGHT_COST * short - apart

@@ -62,6 +62,12 @@ def drawing(
     return _pixels(history[-1]["png"]) if history and _has_ink(history[-1]["json"]) else None
 
 
+def kept_drawing(key: str = "canvas") -> dict | None:
+    """The drawing `drawing()` last returned, as the canvas records it (fabric.js JSON: its strokes), or None."""
+    history = _state(key)["history"]
+    return history[-1]["json"] if history and _has_ink(history[-1]["json"]) else None
+
+
 def controls(key: str = "canvas") -> None:
     """Undo and Clear, always visible."""
     history = _state(key)["history"]

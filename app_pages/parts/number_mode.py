@@ -22,6 +22,7 @@ from app_pages.parts import canvas  # only in the app: it cannot be imported out
 from digit.images import read_image_bytes
 from digit.number import NumberReading, ink_map, read_number
 from digit.preprocessing import ImageError
+from digit.strokes import from_canvas
 
 WIDE = (700, 220)  # the canvas, width x height
 NARROW = (360, 150)  # on a phone: a 700 px canvas would scroll sideways under the finger
@@ -37,10 +38,10 @@ def render_number_mode(predictor, pen_width: int = 22) -> None:
     size = canvas_size()
     image = number_canvas(size, pen_width)
     st.caption(
-        "Write a number: digits side by side, left to right (an age, a year, a phone number). "
-        "Leave a little space between digits."
+        "Write a number: digits side by side, left to right (an age, a year, a phone number), "
+        "one digit after the other. Digits may touch."
     )
-    reading, problem = read_or_explain(predictor, image)
+    reading, problem = read_or_explain(predictor, image, drawn_strokes(size, image))
     show_reading(reading, image, problem, hint="Write a number on the black strip: it is read when you lift the pen.")
 
 
@@ -82,16 +83,32 @@ def number_canvas(size: tuple[int, int], pen_width: int) -> np.ndarray | None:
     width, height = size
     st.space("medium")  # room for the canvas's own toolbar, which floats above the drawing surface on hover
     pen = max(4, round(pen_width * height / WIDE[1]))  # the same pen, relative to the canvas height
-    # One canvas per size (a canvas cannot change size under a drawing), with the page's Undo and Clear.
-    return canvas.drawing(pen, key=f"number_canvas_{width}", width=width, height=height)
+    # With the page's Undo and Clear.
+    return canvas.drawing(pen, key=canvas_key(size), width=width, height=height)
 
 
-def read_or_explain(predictor, image: np.ndarray | None) -> tuple[NumberReading | None, str]:
+def canvas_key(size: tuple[int, int]) -> str:
+    """One canvas per size: a canvas cannot change size under a drawing."""
+    return f"number_canvas_{size[0]}"
+
+
+def drawn_strokes(size: tuple[int, int], image: np.ndarray | None) -> list[np.ndarray] | None:
+    """The canvas's strokes in the image's pixels, in the order they were drawn (None where there is no drawing)."""
+    drawing = canvas.kept_drawing(canvas_key(size))
+    if image is None or drawing is None:
+        return None
+    scale = image.shape[1] / size[0]  # the canvas's pixels may be denser than its size on a high-density screen
+    return [points * scale for points in from_canvas(drawing)] or None
+
+
+def read_or_explain(
+    predictor, image: np.ndarray | None, strokes: list[np.ndarray] | None = None
+) -> tuple[NumberReading | None, str]:
     """The number in `image` (None before any input), or why the image cannot be read."""
     if image is None:
         return None, ""
     try:
-        return read_number(predictor, image), ""
+        return read_number(predictor, image, strokes), ""
     except ImageError as error:
         return None, f"Cannot use this image: {error}"
 
