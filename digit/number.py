@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -195,6 +196,7 @@ class Group:
 
     parts: tuple[Part, ...]
     nodes: int = 2  # candidate cuts, the group's two ends included
+    cut_costs: tuple[float, ...] = ()  # what each cut costs beyond CUT_COST (none given: nothing more)
 
 
 @dataclass
@@ -474,6 +476,8 @@ def _cheapest_paths(
 STROKE_FRINGE = 2.0  # a stroke's ink lies within half a pen and this many pixels of its line
 MAX_STROKES = 4  # a digit is written in at most this many strokes
 STROKE_GAP = 0.08  # the strokes of one digit leave no empty column wider than this fraction of the digits' height
+NESTED = 0.6  # a stroke whose line lies this much within the last one's span in x (or holds it) ...
+NESTED_COST = -1.5  # ... is less likely to begin a new digit by this much: a 4's stem in its bar, a 5's flag
 APART_COST = 1.5  # log-likelihood lost by a part of tall strokes side by side: a digit's strokes reach over one another
 
 
@@ -487,7 +491,8 @@ def segment_strokes(ink: np.ndarray, strokes: Sequence[np.ndarray]) -> list[Grou
     mask = ink >= INK_THRESHOLD
     pen = pen_width(mask)
     regions = stroke_masks(strokes, ink.shape, pen / 2 + STROKE_FRINGE)
-    spans = [(s[:, 0].min() - pen / 4, s[:, 0].max() + pen / 4) for s in strokes]  # each line in x, some of its ink
+    cores = stroke_masks(strokes, ink.shape, pen / 2 + 0.5)  # under the pen itself: a neighbour's ink, not a fringe
+    spans = [(s[:, 0].min(), s[:, 0].max()) for s in strokes]  # each stroke's line in x (touching ink: apart)
     boxes = [cv2.boundingRect((region & mask).view(np.uint8)) for region in regions]
     speck = max(2.0, SPECK * min(ink.shape))
     inked = [i for i, box in enumerate(boxes) if max(box[2], box[3]) > speck]
@@ -500,13 +505,23 @@ def segment_strokes(ink: np.ndarray, strokes: Sequence[np.ndarray]) -> list[Grou
     parts = []
     for start in range(len(order)):
         for end in range(start + 1, min(len(order), start + MAX_STROKES) + 1):
-            region = regions[order[start:end]].any(axis=0)
+            members, others = order[start:end], [k for k in order if k not in order[start:end]]
+            region = regions[members].any(axis=0) & ~(cores[others].any(axis=0) & ~cores[members].any(axis=0))
             part = _part(np.where(region, ink, 0.0), (0, 0))
             if part is None or _widest_gap(region & mask) > STROKE_GAP * height:
                 continue
             apart = _side_by_side([spans[k] for k in order[start:end]])
             parts.append(Part(part.ink, part.box, start, end, part.box[2] / height, part.box[3] / height, apart))
-    return [Group(tuple(parts), len(order) + 1)]
+    nested = [_within([spans[a][:2] for a in pair]) >= NESTED for pair in pairwise(order)]
+    return [Group(tuple(parts), len(order) + 1, (0.0, *(NESTED_COST * n for n in nested), 0.0))]
+
+
+def _within(spans: list[tuple[float, float]]) -> float:
+    """How much of the narrower of two x spans lies within the other (a point inside one: 1)."""
+    (a0, a1), (b0, b1) = spans
+    overlap = min(a1, b1) - max(a0, b0)
+    narrower = min(a1 - a0, b1 - b0)
+    return 0.0 if overlap < 0 else (1.0 if narrower <= 0 else overlap / narrower)
 
 
 def _side_by_side(spans: list[tuple[float, float, float]]) -> bool:
@@ -542,7 +557,7 @@ def _widest_gap(mask: np.ndarray) -> int:
 
 
 def _best_parts(group: Group, readings: dict[int, Prediction]) -> list[int]:
-    """The indexes of the parts that read the group best: most likely, each cut paying CUT_COST."""
+    """The indexes of the parts that read the group best: most likely, each cut paying CUT_COST (and its own)."""
     best: list[tuple[float, list[int]] | None] = [None] * group.nodes
     best[0] = (0.0, [])
     for index, part in sorted(enumerate(group.parts), key=lambda t: t[1].start):
@@ -550,7 +565,8 @@ def _best_parts(group: Group, readings: dict[int, Prediction]) -> list[int]:
         if reading is None or best[part.start] is None:
             continue
         score, path = best[part.start]
-        score += _likelihood(part, reading) + (CUT_COST if path else 0.0)
+        cut = CUT_COST + (group.cut_costs[part.start] if group.cut_costs else 0.0)
+        score += _likelihood(part, reading) + (cut if path else 0.0)
         if best[part.end] is None or score > best[part.end][0]:
             best[part.end] = (score, [*path, index])
     return best[-1][1] if best[-1] is not None else []

@@ -135,3 +135,20 @@ def test_strokes_are_in_the_images_pixels_whatever_its_size(predictor):
     digits = written_touching("2", "6", overlap=10)
     half = write(*[[s / 2 for s in d] for d in digits], size=(350, 110), pen=PEN // 2)
     assert read_number(predictor, half, [s / 2 for d in digits for s in d]).number == "26"
+
+
+# The Number mode's page
+
+
+def test_the_number_mode_reads_the_canvas_strokes(predictor):
+    from tests.test_app import canvas_value
+    from tests.test_number import metric, number_app
+
+    digits = written_touching("1", "0", "1", "9", overlap=10)
+    value = canvas_value(write(*digits))
+    value["drawing"]["raw"] = fabric(*digits)  # the strokes as the canvas records them, beside its pixels
+    at = number_app()
+    at.session_state["number_canvas_700"] = value
+    at.run()
+    assert not at.exception, at.exception
+    assert metric(at, "Number") == "1019"

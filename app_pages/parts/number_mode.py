@@ -178,5 +178,6 @@ def overview(image: np.ndarray, reading: NumberReading, width: int = OVERVIEW_WI
     for d in reading.digits:
         x, y, w, h = (round(v * to_small) for v in d.box)
         cv2.rectangle(picture, (x, y + 18), (x + w, y + h + 18), BOX_COLOUR, 2)
-        cv2.putText(picture, str(d.digit), (x + 2, max(14, y + 14)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+        label = (max(0, x + w // 2 - 4), max(14, y + 14))  # over the box's middle: touching digits' boxes overlap
+        cv2.putText(picture, str(d.digit), label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
     return picture

@@ -21,6 +21,7 @@ from tests.browser.test_browser import CANVAS, RESET, settle
 from tests.test_number import strokes
 
 SCREENSHOT = PROJECT / "screenshots" / "number.png"
+TOUCHING_SCREENSHOT = PROJECT / "screenshots" / "number-touching.png"
 NUMBER = ["2", "0", "4", "6"]  # the 4 in two strokes: five strokes in all
 
 
@@ -142,6 +143,18 @@ def test_a_number_written_with_the_mouse_is_read_after_every_stroke(page, number
     page.locator(RESET).click()
     settle(page)
     assert number(page) == "–"
+
+
+def test_digits_whose_ink_touches_are_told_apart_by_their_strokes(page, number_server):
+    open_page(page, number_server)
+    write_number(page, ["1", "0", "1", "9"], gap=-10)  # each digit's ink runs 10 px into the last one's
+    assert number(page) == "1019"
+    page.set_viewport_size({"width": 1000, "height": 1100})
+    settle(page)
+    page.mouse.move(5, 5)
+    page.screenshot(path=str(TOUCHING_SCREENSHOT))
+    page.locator(RESET).click()
+    settle(page)
 
 
 def test_on_a_phone_the_canvas_is_narrow_and_everything_fits(browser, number_server):
