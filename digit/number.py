@@ -237,14 +237,7 @@ def separate_digits(ink: np.ndarray) -> int:
 
 def _digit_groups(ink: np.ndarray) -> list[tuple[_Piece, np.ndarray, float]]:
     """Each digit-sized group of ink, left to right: (its piece, its ink alone, the digits' height)."""
-    mask = ink >= INK_THRESHOLD
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-    speck = max(2.0, SPECK * min(ink.shape))
-    pieces = [
-        _Piece([i], *(int(v) for v in stats[i, :4]))
-        for i in range(1, count)
-        if max(stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT]) > speck
-    ]
+    labels, pieces = _ink_pieces(ink >= INK_THRESHOLD)
     if not pieces:
         return []
     height = digit_height(pieces)
@@ -254,6 +247,18 @@ def _digit_groups(ink: np.ndarray) -> list[tuple[_Piece, np.ndarray, float]]:
         if _is_digit_sized(group_ink, piece, height, min(ink.shape)):
             groups.append((piece, group_ink, height))
     return groups
+
+
+def _ink_pieces(mask: np.ndarray) -> tuple[np.ndarray, list[_Piece]]:
+    """The connected pieces of ink larger than a speck: the label of each pixel, and each piece."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    speck = max(2.0, SPECK * min(mask.shape))
+    pieces = [
+        _Piece([i], *(int(v) for v in stats[i, :4]))
+        for i in range(1, count)
+        if max(stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT]) > speck
+    ]
+    return labels, pieces
 
 
 def digit_height(pieces: list[_Piece]) -> float:
@@ -498,7 +503,9 @@ def segment_strokes(ink: np.ndarray, strokes: Sequence[np.ndarray]) -> list[Grou
     inked = [i for i, box in enumerate(boxes) if max(box[2], box[3]) > speck]
     if not inked:
         return []
-    height = digit_height([_Piece([i], *boxes[i]) for i in inked])
+    strokes_drawn = [_Piece([i], *boxes[i]) for i in inked]
+    rough = digit_height(_overlapping(strokes_drawn, spans))
+    height = digit_height(_grouped(_overlapping(strokes_drawn, spans), rough))  # as tall as whole digits
     spans = [(*span, box[3] / height) for span, box in zip(spans, boxes, strict=True)]
     kept = [i for i in inked if not _stray(boxes[i], [boxes[k] for k in inked if k != i], height)]
     order = [kept[i] for i in digit_order([boxes[k] for k in kept])]
@@ -522,6 +529,22 @@ def _within(spans: list[tuple[float, float]]) -> float:
     overlap = min(a1, b1) - max(a0, b0)
     narrower = min(a1 - a0, b1 - b0)
     return 0.0 if overlap < 0 else (1.0 if narrower <= 0 else overlap / narrower)
+
+
+def _overlapping(strokes: list[_Piece], spans: list[tuple[float, float]]) -> list[_Piece]:
+    """Strokes drawn one after another joined where their lines overlap in x: mostly a digit's strokes
+    (a 4's top and its stem's foot are each shorter than the digit), while touching digits' lines stay apart."""
+    joined: list[_Piece] = []
+    low = high = 0.0
+    for stroke in strokes:
+        left, right = spans[stroke.labels[0]]
+        if joined and left < high and right > low:
+            joined[-1].join(stroke)
+            low, high = min(low, left), max(high, right)
+        else:
+            joined.append(_Piece(stroke.labels, stroke.x, stroke.y, stroke.w, stroke.h))
+            low, high = left, right
+    return joined
 
 
 def _side_by_side(spans: list[tuple[float, float, float]]) -> bool:

@@ -13,7 +13,7 @@ import pytest
 
 import digit
 from digit.config import DEFAULT_MODEL_PATH
-from digit.number import read_number
+from digit.number import FULL_HEIGHT, ink_map, read_number, segment_strokes
 from digit.strokes import digit_order, from_canvas, stroke_masks
 from tests.test_number import PEN, strokes, touching, write
 
@@ -110,6 +110,18 @@ def test_digits_written_deep_into_each_other_are_still_two(predictor):
 def test_the_strokes_of_one_digit_are_one_digit(predictor, shape, digit_):
     assert read(predictor, strokes(shape, 100)) == digit_
     assert read(predictor, *written_touching("1", shape, "2", overlap=0)) == f"1{digit_}2"
+
+
+def test_a_digit_whose_strokes_are_each_shorter_than_it_is_one_digit(predictor):
+    top = np.array([[0.35, 0.0], [0.0, 0.62], [0.62, 0.62], [0.5, 0.3]]) * 128 + (111, 56)  # down, across, up
+    foot = np.array([[0.5, 0.55], [0.5, 1.0]]) * 128 + (111, 56)  # the stem's foot, drawn on its own
+    assert read(predictor, [top, foot]) == "4"
+    assert read(predictor, strokes("1", 40), [top, foot], strokes("2", 260)) == "142"
+    ink, scale = ink_map(write([top, foot]))
+    [group] = segment_strokes(ink, [top * scale, foot * scale])
+    heights = {(p.start, p.end): p.height for p in group.parts}
+    assert heights[(0, 2)] == pytest.approx(1.0, abs=0.05), "the digit is as tall as the digits"
+    assert heights[(0, 1)] < FULL_HEIGHT and heights[(1, 2)] < FULL_HEIGHT, "each stroke alone falls short of it"
 
 
 def test_ones_written_close_are_two_digits(predictor):
