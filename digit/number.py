@@ -113,10 +113,12 @@ def read_number(model_or_predictor, image: np.ndarray, strokes: Sequence[np.ndar
     `strokes`, where the image was drawn on a canvas that records them (digit.strokes.from_canvas):
     the pen's strokes, (N, 2) arrays of x, y in the image's pixels, in the order they were drawn.
     Digits are then found from the strokes (touching digits are separate strokes); the ink read is
-    still the image's. Without strokes (None or none), digits are found from the ink alone.
+    still the image's. Without strokes (None or none), or with more than MANY_STROKES (a scribble,
+    whose reading by strokes would grow with them), digits are found from the ink alone.
     """
     ink, scale = ink_map(image)
-    groups = segment_strokes(ink, [np.asarray(s) * scale for s in strokes]) if strokes else segment(ink)
+    by_strokes = strokes is not None and 0 < len(strokes) <= MANY_STROKES
+    groups = segment_strokes(ink, [np.asarray(s) * scale for s in strokes]) if by_strokes else segment(ink)
     parts = [part for group in groups for part in group.parts]
     inputs = [preprocess(part.ink) for part in parts]
     usable = [i for i, x in enumerate(inputs) if x is not None]
@@ -480,6 +482,7 @@ def _cheapest_paths(
 
 STROKE_FRINGE = 2.0  # a stroke's ink lies within half a pen and this many pixels of its line
 MAX_STROKES = 4  # a digit is written in at most this many strokes
+MANY_STROKES = 40  # more strokes than this on one canvas are not a number of a few digits: read the ink alone
 STROKE_GAP = 0.08  # the strokes of one digit leave no empty column wider than this fraction of the digits' height
 NESTED = 0.6  # a stroke whose line lies this much within the last one's span in x (or holds it) ...
 NESTED_COST = -1.5  # ... is less likely to begin a new digit by this much: a 4's stem in its bar, a 5's flag
@@ -497,6 +500,7 @@ def segment_strokes(ink: np.ndarray, strokes: Sequence[np.ndarray]) -> list[Grou
     pen = pen_width(mask)
     regions = stroke_masks(strokes, ink.shape, pen / 2 + STROKE_FRINGE)
     cores = stroke_masks(strokes, ink.shape, pen / 2 + 0.5)  # under the pen itself: a neighbour's ink, not a fringe
+    under_pens = cores.sum(axis=0, dtype=np.int32)  # how many strokes' pens cover each pixel
     spans = [(s[:, 0].min(), s[:, 0].max()) for s in strokes]  # each stroke's line in x (touching ink: apart)
     boxes = [cv2.boundingRect((region & mask).view(np.uint8)) for region in regions]
     speck = max(2.0, SPECK * min(ink.shape))
@@ -512,8 +516,9 @@ def segment_strokes(ink: np.ndarray, strokes: Sequence[np.ndarray]) -> list[Grou
     parts = []
     for start in range(len(order)):
         for end in range(start + 1, min(len(order), start + MAX_STROKES) + 1):
-            members, others = order[start:end], [k for k in order if k not in order[start:end]]
-            region = regions[members].any(axis=0) & ~(cores[others].any(axis=0) & ~cores[members].any(axis=0))
+            members = order[start:end]
+            own = cores[members].sum(axis=0, dtype=np.int32)
+            region = regions[members].any(axis=0) & ~((under_pens > own) & (own == 0))  # not another's ink alone
             part = _part(np.where(region, ink, 0.0), (0, 0))
             if part is None or _widest_gap(region & mask) > STROKE_GAP * height:
                 continue

@@ -13,7 +13,7 @@ import pytest
 
 import digit
 from digit.config import DEFAULT_MODEL_PATH
-from digit.number import FULL_HEIGHT, ink_map, read_number, segment_strokes
+from digit.number import FULL_HEIGHT, MANY_STROKES, ink_map, read_number, segment_strokes
 from digit.strokes import digit_order, from_canvas, stroke_masks
 from tests.test_number import PEN, strokes, touching, write
 
@@ -136,6 +136,14 @@ def test_a_bar_added_after_the_next_digit_joins_its_7(predictor):
 def test_a_stray_dot_is_not_a_digit(predictor):
     dot = [np.array([[600.0, 60.0]])]
     assert read(predictor, strokes("2", 60), strokes("4", 250), dot) == "24"
+
+
+def test_a_scribble_of_many_strokes_is_read_from_its_ink(predictor):
+    rng = np.random.default_rng(0)
+    scribble = [np.cumsum(rng.normal(0, 15, (8, 2)), axis=0) + rng.uniform((50, 50), (650, 170)) for _ in range(200)]
+    assert len(scribble) > MANY_STROKES
+    image = write(scribble)
+    assert read_number(predictor, image, scribble).number == read_number(predictor, image).number
 
 
 def test_without_strokes_the_ink_alone_is_read(predictor):
