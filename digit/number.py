@@ -499,33 +499,52 @@ def segment_strokes(ink: np.ndarray, strokes: Sequence[np.ndarray]) -> list[Grou
     mask = ink >= INK_THRESHOLD
     pen = pen_width(mask)
     regions = stroke_masks(strokes, ink.shape, pen / 2 + STROKE_FRINGE)
-    cores = stroke_masks(strokes, ink.shape, pen / 2 + 0.5)  # under the pen itself: a neighbour's ink, not a fringe
-    under_pens = cores.sum(axis=0, dtype=np.int32)  # how many strokes' pens cover each pixel
-    spans = [(s[:, 0].min(), s[:, 0].max()) for s in strokes]  # each stroke's line in x (touching ink: apart)
     boxes = [cv2.boundingRect((region & mask).view(np.uint8)) for region in regions]
     speck = max(2.0, SPECK * min(ink.shape))
     inked = [i for i, box in enumerate(boxes) if max(box[2], box[3]) > speck]
     if not inked:
         return []
-    strokes_drawn = [_Piece([i], *boxes[i]) for i in inked]
-    rough = digit_height(_overlapping(strokes_drawn, spans))
-    height = digit_height(_grouped(_overlapping(strokes_drawn, spans), rough))  # as tall as whole digits
-    spans = [(*span, box[3] / height) for span, box in zip(spans, boxes, strict=True)]
+    lines = [(s[:, 0].min(), s[:, 0].max()) for s in strokes]  # each stroke's line in x (touching ink: apart)
+    height = _strokes_digit_height([_Piece([i], *boxes[i]) for i in inked], lines)
     kept = [i for i in inked if not _stray(boxes[i], [boxes[k] for k in inked if k != i], height)]
     order = [kept[i] for i in digit_order([boxes[k] for k in kept])]
+    spans = [(*line, box[3] / height) for line, box in zip(lines, boxes, strict=True)]
+    cores = stroke_masks(strokes, ink.shape, pen / 2 + 0.5)  # under the pen itself: a neighbour's ink, not a fringe
+    parts = _stroke_runs(ink, order, regions, cores, spans, height)
+    nested = [_within([lines[a] for a in pair]) >= NESTED for pair in pairwise(order)]
+    return [Group(tuple(parts), len(order) + 1, (0.0, *(NESTED_COST * n for n in nested), 0.0))]
+
+
+def _strokes_digit_height(strokes: list[_Piece], lines: list[tuple[float, float]]) -> float:
+    """How tall the digits are: strokes joined where their lines overlap, then as the ink's pieces are joined."""
+    rough = digit_height(_overlapping(strokes, lines))
+    return digit_height(_grouped(_overlapping(strokes, lines), rough))
+
+
+def _stroke_runs(
+    ink: np.ndarray,
+    order: list[int],
+    regions: np.ndarray,
+    cores: np.ndarray,
+    spans: list[tuple[float, float, float]],
+    height: float,
+) -> list[Part]:
+    """Each run of up to MAX_STROKES strokes (in `order`) as a part: the ink under its strokes' pens,
+    less what lies only under other strokes' pens; runs with a gap too wide for one digit are left out."""
+    mask = ink >= INK_THRESHOLD
+    under_pens = cores.sum(axis=0, dtype=np.int32)  # how many strokes' pens cover each pixel
     parts = []
     for start in range(len(order)):
         for end in range(start + 1, min(len(order), start + MAX_STROKES) + 1):
             members = order[start:end]
             own = cores[members].sum(axis=0, dtype=np.int32)
-            region = regions[members].any(axis=0) & ~((under_pens > own) & (own == 0))  # not another's ink alone
+            region = regions[members].any(axis=0) & ~((under_pens > own) & (own == 0))
             part = _part(np.where(region, ink, 0.0), (0, 0))
             if part is None or _widest_gap(region & mask) > STROKE_GAP * height:
                 continue
-            apart = _side_by_side([spans[k] for k in order[start:end]])
+            apart = _side_by_side([spans[k] for k in members])
             parts.append(Part(part.ink, part.box, start, end, part.box[2] / height, part.box[3] / height, apart))
-    nested = [_within([spans[a][:2] for a in pair]) >= NESTED for pair in pairwise(order)]
-    return [Group(tuple(parts), len(order) + 1, (0.0, *(NESTED_COST * n for n in nested), 0.0))]
+    return parts
 
 
 def _within(spans: list[tuple[float, float]]) -> float:
