@@ -239,7 +239,14 @@ def separate_digits(ink: np.ndarray) -> int:
 
 def _digit_groups(ink: np.ndarray) -> list[tuple[_Piece, np.ndarray, float]]:
     """Each digit-sized group of ink, left to right: (its piece, its ink alone, the digits' height)."""
-    labels, pieces = _ink_pieces(ink >= INK_THRESHOLD)
+    mask = ink >= INK_THRESHOLD
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    speck = _speck(ink.shape)
+    pieces = [
+        _Piece([i], *(int(v) for v in stats[i, :4]))
+        for i in range(1, count)
+        if max(stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT]) > speck
+    ]
     if not pieces:
         return []
     height = digit_height(pieces)
@@ -251,16 +258,9 @@ def _digit_groups(ink: np.ndarray) -> list[tuple[_Piece, np.ndarray, float]]:
     return groups
 
 
-def _ink_pieces(mask: np.ndarray) -> tuple[np.ndarray, list[_Piece]]:
-    """The connected pieces of ink larger than a speck: the label of each pixel, and each piece."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-    speck = max(2.0, SPECK * min(mask.shape))
-    pieces = [
-        _Piece([i], *(int(v) for v in stats[i, :4]))
-        for i in range(1, count)
-        if max(stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT]) > speck
-    ]
-    return labels, pieces
+def _speck(shape: tuple[int, ...]) -> float:
+    """Ink no wider or taller than this many pixels is a speck (noise), not a stroke."""
+    return max(2.0, SPECK * min(shape))
 
 
 def digit_height(pieces: list[_Piece]) -> float:
@@ -500,8 +500,7 @@ def segment_strokes(ink: np.ndarray, strokes: Sequence[np.ndarray]) -> list[Grou
     pen = pen_width(mask)
     regions = stroke_masks(strokes, ink.shape, pen / 2 + STROKE_FRINGE)
     boxes = [cv2.boundingRect((region & mask).view(np.uint8)) for region in regions]
-    speck = max(2.0, SPECK * min(ink.shape))
-    inked = [i for i, box in enumerate(boxes) if max(box[2], box[3]) > speck]
+    inked = [i for i, box in enumerate(boxes) if max(box[2], box[3]) > _speck(ink.shape)]
     if not inked:
         return []
     lines = [(s[:, 0].min(), s[:, 0].max()) for s in strokes]  # each stroke's line in x (touching ink: apart)
@@ -517,8 +516,8 @@ def segment_strokes(ink: np.ndarray, strokes: Sequence[np.ndarray]) -> list[Grou
 
 def _strokes_digit_height(strokes: list[_Piece], lines: list[tuple[float, float]]) -> float:
     """How tall the digits are: strokes joined where their lines overlap, then as the ink's pieces are joined."""
-    rough = digit_height(_overlapping(strokes, lines))
-    return digit_height(_grouped(_overlapping(strokes, lines), rough))
+    joined = _overlapping(strokes, lines)
+    return digit_height(_grouped(joined, digit_height(joined)))  # _grouped joins copies, not `joined` itself
 
 
 def _stroke_runs(

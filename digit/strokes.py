@@ -29,7 +29,7 @@ def from_canvas(drawing: dict | None) -> list[np.ndarray]:
     """
     strokes = []
     for item in (drawing or {}).get("objects") or []:
-        if not isinstance(item, dict) or item.get("type", "").lower() != "path":
+        if not isinstance(item, dict) or str(item.get("type", "")).lower() != "path":
             continue
         points = _path_points(item.get("path") or [])
         if len(points):

@@ -220,11 +220,22 @@ def test_a_1_touching_its_neighbour_is_a_digit_of_its_own(predictor, pair):
     assert read_number(predictor, write(first, second)).number == pair
 
 
+def written_touching(*shapes: str, overlap: float = 8, left: float = 60) -> list[list[np.ndarray]]:
+    """Shapes written left to right, each one's ink running `overlap` px into the last one's (0: just touching)."""
+    digits = []
+    for shape in shapes:
+        digit = strokes(shape, left)
+        if digits:
+            shift = min(s[:, 0].min() for s in digit) - max(s[:, 0].max() for s in digits[-1]) - PEN + overlap
+            digit = [s - (shift, 0) for s in digit]
+        digits.append(digit)
+        left = max(s[:, 0].max() for s in digit) + PEN
+    return digits
+
+
 def overlapping(first: str, second: str, overlap: float) -> np.ndarray:
     """Two shapes written with the second's ink overlapping the first's by `overlap` px (0: just touching)."""
-    left, right = strokes(first, 100), strokes(second, 300)
-    shift = min(s[:, 0].min() for s in right) - max(s[:, 0].max() for s in left) - PEN + overlap
-    return write(left, [s - (shift, 0) for s in right])
+    return write(*written_touching(first, second, overlap=overlap, left=100))
 
 
 def test_a_cut_that_grazes_a_strokes_edge_crosses_no_stroke(predictor):

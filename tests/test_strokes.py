@@ -15,7 +15,7 @@ import digit
 from digit.config import DEFAULT_MODEL_PATH
 from digit.number import FULL_HEIGHT, MANY_STROKES, ink_map, read_number, segment_strokes
 from digit.strokes import digit_order, from_canvas, stroke_masks
-from tests.test_number import PEN, strokes, touching, write
+from tests.test_number import PEN, strokes, touching, write, written_touching
 
 
 @pytest.fixture(scope="module")
@@ -23,19 +23,6 @@ def predictor():
     if not DEFAULT_MODEL_PATH.is_file():
         pytest.skip(f"needs the shipped model at {DEFAULT_MODEL_PATH}")
     return digit.load_predictor()
-
-
-def written_touching(*shapes: str, overlap: float = 8, left: float = 60) -> list[list[np.ndarray]]:
-    """Shapes written left to right, each one's ink running `overlap` px into the last one's."""
-    digits = []
-    for shape in shapes:
-        digit = strokes(shape, left)
-        if digits:
-            shift = min(s[:, 0].min() for s in digit) - max(s[:, 0].max() for s in digits[-1]) - PEN + overlap
-            digit = [s - (shift, 0) for s in digit]
-        digits.append(digit)
-        left = max(s[:, 0].max() for s in digit) + PEN
-    return digits
 
 
 def fabric(*digits: list[np.ndarray]) -> dict:

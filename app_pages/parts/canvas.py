@@ -42,7 +42,6 @@ def drawing(
     state = _state(key)
     if state["initial"] is None or view_changed():  # off screen in the last run: show the kept drawing
         _show_kept(state)
-    history = state["history"]
     result = st_canvas(
         stroke_width=pen_width,
         stroke_color="#FFFFFF",
@@ -59,13 +58,20 @@ def drawing(
     _record(state, result)
     if buttons:
         controls(key)
-    return _pixels(history[-1]["png"]) if history and _has_ink(history[-1]["json"]) else None
+    kept = _kept(state)
+    return _pixels(kept["png"]) if kept else None
 
 
 def kept_drawing(key: str = "canvas") -> dict | None:
     """The drawing `drawing()` last returned, as the canvas records it (fabric.js JSON: its strokes), or None."""
-    history = _state(key)["history"]
-    return history[-1]["json"] if history and _has_ink(history[-1]["json"]) else None
+    kept = _kept(_state(key))
+    return kept["json"] if kept else None
+
+
+def _kept(state: dict) -> dict | None:
+    """The last state kept, where it holds ink."""
+    history = state["history"]
+    return history[-1] if history and _has_ink(history[-1]["json"]) else None
 
 
 def controls(key: str = "canvas") -> None:
