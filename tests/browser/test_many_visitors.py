@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import expect
 from test_browser import CANVAS, ONE, PROGRESS, SEVEN, STOPPED_OUTCOME, ZERO
 
 from digit.config import DEFAULT_MODEL_PATH
@@ -197,8 +198,10 @@ async def new_visitor(browser, url: str, path: str = ""):
     page = await context.new_page()
     page.set_default_timeout(WAIT_MS)
     await page.goto(f"{url}/{path}", wait_until="commit")  # the page's own load waits below, with WAIT_MS
-    await idle(page)
+    # The sidebar comes first in the page's first run: wait for it, then for that run to end, so that
+    # the whole page is there (before, a page that was still loading could lack its Start button).
     await page.locator('[data-testid="stSidebar"] .st-key-model_info').wait_for()
+    await idle(page)
     return page
 
 
@@ -420,6 +423,8 @@ async def start_race(url: str, chromium: Path) -> Race:
         browser = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         pages = await asyncio.gather(*(new_visitor(browser, url, "train") for _ in range(2)))
         try:
+            for page in pages:  # a run of an earlier test may still be ending: wait until Start can start
+                await expect(page.get_by_role("button", name="Start training")).to_be_enabled(timeout=WAIT_MS)
             before = await last_run_id(pages[0])
             when = time.time() + 2.0  # time enough to set up both timers
             clicked = await asyncio.gather(*(press_start_at(page, when) for page in pages))
