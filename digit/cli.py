@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", type=Path, help="start from this .keras model's weights (same --arch)")
     train.add_argument("--out", type=Path, help="where to save the .keras file (default: runs/ARCH-TIME.keras)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    train.add_argument(
+        "--ema",
+        action="store_true",
+        default=None,
+        help="keep the weights' moving average over the run's steps and save that (default: off)",
+    )
     add_job_arguments(train)
     train.set_defaults(handler=run_train)
 
@@ -178,6 +184,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             seed=args.seed,
             pen_redraw=args.pen_redraw,
             init=str(args.init) if args.init else None,
+            ema=args.ema,
         )
     except ConfigError as error:
         parser.error(str(error))  # exits with status 2

@@ -50,6 +50,7 @@ class TrainConfig:
     seed: int = 0
     pen_redraw: float = 0.0  # share of the training digits redrawn with a pen first (digit.pen_redraw)
     init: str | None = None  # a .keras model of the same architecture to start from, instead of random weights
+    ema: bool = False  # serve the weights' exponential moving average over the run's steps (Polyak averaging)
 
     @classmethod
     def for_arch(cls, arch: str, **overrides) -> TrainConfig:

@@ -37,14 +37,14 @@ def stamp(path: Path) -> tuple | None:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, worker_id) -> tuple[dict, Path]:
-    """`train --limit 300 --epochs 1` on the fixture, run once for all xdist workers; its output and model."""
+    """`train --limit 300 --epochs 1 --ema` on the fixture, run once for all xdist workers; its output and model."""
     shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
     out, record = shared / "cli-model" / "tiny.keras", shared / "cli-train.json"
     with open(shared / "cli-train.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker trains; the other waits and reads the record
         if not record.exists():
             before = stamp(DEFAULT_MODEL_PATH)
-            train = ("train", "--limit", 300, "--epochs", 1, "--data", FIXTURE_NPZ, "--out", out)
+            train = ("train", "--limit", 300, "--epochs", 1, "--ema", "--data", FIXTURE_NPZ, "--out", out)
             done = digit_cli(*train, env={"PYTHONPROFILEIMPORTTIME": "1"})  # every import, on stderr
             result = {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
             result["shipped_before"], result["shipped_after"] = before, stamp(DEFAULT_MODEL_PATH)
@@ -91,7 +91,7 @@ def test_train_writes_model_and_card(trained):
     assert f"saved {out}" in result["stdout"]
     assert "test accuracy" in result["stdout"]
     card = json.loads(out.with_suffix(".json").read_text())
-    assert card["config"]["epochs"] == 1 and card["config"]["limit"] == 300
+    assert card["config"]["epochs"] == 1 and card["config"]["limit"] == 300 and card["config"]["ema"] is True
     assert card["train_images"] == 300 and card["epochs_done"] == 1
     assert 0.0 <= card["test_accuracy"] <= 1.0 and card["parameters"] > 0
     assert card["command"].startswith("python -m digit train")

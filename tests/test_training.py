@@ -14,7 +14,7 @@ from digit.config import MAX_BATCH_SIZE, MAX_EPOCHS, ConfigError, TrainConfig
 from digit.data import to_model_input
 from digit.evaluation import evaluate
 from digit.models import ModelError, build_model
-from digit.training import COMPLETED, DIVERGED, STOPPED, make_dataset, settle_batch_norm, train
+from digit.training import COMPLETED, DIVERGED, EMA_SPAN, STOPPED, make_dataset, settle_batch_norm, train
 
 LIMIT = 300
 
@@ -227,6 +227,33 @@ def test_a_run_can_start_from_a_saved_model(cnn_run, small_mnist, tmp_path):
     # A tiny learning rate barely moves the weights: the run keeps what the saved model knew.
     assert evaluate(result.model, small_mnist.x_test, small_mnist.y_test).accuracy >= started - 0.05
     assert evaluate(fresh.model, small_mnist.x_test, small_mnist.y_test).accuracy < started - 0.2
+
+
+class WeightsAfterEachStep(keras.callbacks.Callback):
+    """Records the live trainable weights after every step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[list[np.ndarray]] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append([np.array(w) for w in self.model.trainable_weights])
+
+
+def test_an_ema_run_saves_the_moving_average_of_its_steps(cnn_run, small_mnist, tmp_path):
+    path = tmp_path / "start.keras"
+    cnn_run.model.save(path)
+    config = TrainConfig.for_arch("cnn", epochs=2, limit=256, batch_size=32, init=str(path), ema=True)
+    watch = WeightsAfterEachStep()
+    result = train(config, small_mnist, callbacks=[watch])
+    momentum = 1 - EMA_SPAN / len(watch.steps)
+    expected = [np.array(w) for w in cnn_run.model.trainable_weights]  # the average starts at --init's weights
+    for step in watch.steps:
+        expected = [momentum * e + (1 - momentum) * w for e, w in zip(expected, step, strict=True)]
+    saved = [np.array(w) for w in result.model.trainable_weights]
+    for got, want in zip(saved, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert any(not np.allclose(got, last) for got, last in zip(saved, watch.steps[-1], strict=True))
 
 
 def test_a_run_refuses_to_start_from_a_model_of_another_architecture(seed_run, small_mnist, tmp_path):
