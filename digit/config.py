@@ -81,6 +81,8 @@ class TrainConfig:
             raise ConfigError(f"validation split must be between 0 and 0.5, got {self.validation_split!r}")
         if not isinstance(self.pen_redraw, (int, float)) or not 0.0 <= self.pen_redraw <= 1.0:
             raise ConfigError(f"the share redrawn with a pen must be between 0 and 1, got {self.pen_redraw!r}")
+        if not isinstance(self.ema, bool):
+            raise ConfigError(f"ema (the weights' moving average) must be true or false, got {self.ema!r}")
 
     def to_dict(self) -> dict:
         """A JSON-ready copy of the settings."""

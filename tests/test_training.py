@@ -189,6 +189,7 @@ def test_config_is_frozen_and_json_ready():
         ({"seed": -1}, "seed"),
         ({"pen_redraw": -0.1}, "redrawn with a pen"),
         ({"pen_redraw": 1.5}, "redrawn with a pen"),
+        ({"ema": "yes"}, "moving average"),
         ({"arch": "resnet"}, "architecture"),
     ],
 )
