@@ -509,7 +509,7 @@ def segment_strokes(ink: np.ndarray, strokes: Sequence[np.ndarray]) -> list[Grou
     order = [kept[i] for i in digit_order([boxes[k] for k in kept])]
     spans = [(*line, box[3] / height) for line, box in zip(lines, boxes, strict=True)]
     cores = stroke_masks(strokes, ink.shape, pen / 2 + 0.5)  # under the pen itself: a neighbour's ink, not a fringe
-    parts = _stroke_runs(ink, order, regions, cores, spans, height)
+    parts = _stroke_runs(ink, mask, order, regions, cores, spans, height)
     nested = [_within([lines[a] for a in pair]) >= NESTED for pair in pairwise(order)]
     return [Group(tuple(parts), len(order) + 1, (0.0, *(NESTED_COST * n for n in nested), 0.0))]
 
@@ -522,6 +522,7 @@ def _strokes_digit_height(strokes: list[_Piece], lines: list[tuple[float, float]
 
 def _stroke_runs(
     ink: np.ndarray,
+    mask: np.ndarray,
     order: list[int],
     regions: np.ndarray,
     cores: np.ndarray,
@@ -530,14 +531,13 @@ def _stroke_runs(
 ) -> list[Part]:
     """Each run of up to MAX_STROKES strokes (in `order`) as a part: the ink under its strokes' pens,
     less what lies only under other strokes' pens; runs with a gap too wide for one digit are left out."""
-    mask = ink >= INK_THRESHOLD
-    under_pens = cores.sum(axis=0, dtype=np.int32)  # how many strokes' pens cover each pixel
+    under_a_pen = cores.any(axis=0)
     parts = []
     for start in range(len(order)):
         for end in range(start + 1, min(len(order), start + MAX_STROKES) + 1):
             members = order[start:end]
-            own = cores[members].sum(axis=0, dtype=np.int32)
-            region = regions[members].any(axis=0) & ~((under_pens > own) & (own == 0))
+            others_only = under_a_pen & ~cores[members].any(axis=0)
+            region = regions[members].any(axis=0) & ~others_only
             part = _part(np.where(region, ink, 0.0), (0, 0))
             if part is None or _widest_gap(region & mask) > STROKE_GAP * height:
                 continue

@@ -17,8 +17,8 @@ from digit.pen_redraw import redraw_with_pen
 
 COMPLETED, STOPPED, DIVERGED = "completed", "stopped", "diverged"
 BATCH_NORM_SAMPLE = 5000  # clean training images that re-estimate batch-norm statistics: ~2 s on 2 cores
-EMA_SPAN = 5  # --ema: the average remembers about the run's last 1/5 of steps; the start weighs e^-5 < 1%
 BATCH_NORM_BATCH = 100  # per batch, its statistics over 100 x H x W values; 500 held ~130 MB more at a run's end
+EMA_SPAN = 5  # --ema: the average remembers about the run's last 1/5 of steps; the start weighs e^-5 < 1%
 
 
 @dataclass
@@ -53,12 +53,7 @@ def train(
     steps_per_epoch = int(np.ceil(len(train_x) / config.batch_size))
     model = _starting_model(config)
     model.compile(
-        # With ema, fit ends by writing the average into the weights; batch norm is then settled for them.
-        optimizer=keras.optimizers.Adam(
-            _learning_rate(config, steps_per_epoch),
-            use_ema=config.ema,
-            ema_momentum=max(0.0, 1.0 - EMA_SPAN / (config.epochs * steps_per_epoch)),
-        ),
+        optimizer=_optimizer(config, steps_per_epoch),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -125,6 +120,16 @@ def _split(data: Dataset, validation_split: float):
     cut = n - int(n * validation_split)
     val = (data.x_train[cut:], data.y_train[cut:]) if cut < n else None
     return data.x_train[:cut], data.y_train[:cut], val
+
+
+def _optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Adam on the run's schedule; with ema, fit ends by writing the weights' average into the model
+    (batch norm is then settled for the averaged weights)."""
+    return keras.optimizers.Adam(
+        _learning_rate(config, steps_per_epoch),
+        use_ema=config.ema,
+        ema_momentum=max(0.0, 1.0 - EMA_SPAN / (config.epochs * steps_per_epoch)),
+    )
 
 
 def _learning_rate(config: TrainConfig, steps_per_epoch: int):
